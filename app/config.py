@@ -1,0 +1,169 @@
+"""Settings: every knob the service has, declared once, read from the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SOURCE = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table: attribute, environment variable, default, parser, help."""
+
+    name: str
+    env: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value < 0:
+        raise ValueError("must be a whole number of at least 0")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw.strip())
+    if not value > 0:
+        raise ValueError("must be a number greater than 0")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw.strip())
+    if not 0 < value < 65536:
+        raise ValueError("must be a port number from 1 to 65535")
+    return value
+
+
+def _checksum(raw: str) -> str:
+    """Accept `sha256:<hex>`, `md5:<hex>` or bare hex (length picks the algorithm)."""
+    text = raw.strip().lower()
+    if not text:
+        return ""
+    algo, _, digest = text.rpartition(":")
+    lengths = {"md5": 32, "sha256": 64}
+    if not algo:
+        algo = {32: "md5", 64: "sha256"}.get(len(digest), "")
+    if algo not in lengths or len(digest) != lengths[algo] or not _is_hex(digest):
+        raise ValueError("must be 'sha256:<64 hex digits>' or 'md5:<32 hex digits>'")
+    return f"{algo}:{digest}"
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be one of debug, info, warning, error")
+    return level
+
+
+def _text(raw: str) -> str:
+    text = raw.strip()
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("source", "MOVIELENS_SOURCE", DEFAULT_SOURCE, _text,
+            "Where the dataset comes from: an http(s) URL of a MovieLens zip, a local zip, "
+            "or an extracted folder."),
+    Setting("checksum", "MOVIELENS_CHECKSUM", "", _checksum,
+            "Expected checksum of the zip (`sha256:<hex>` or `md5:<hex>`); overrides the "
+            "`.md5` file published next to the download."),
+    Setting("data_dir", "DATA_DIR", Path("data"), lambda raw: Path(_text(raw)),
+            "Folder for the downloaded zip and the extracted dataset (the cache)."),
+    Setting("download_timeout", "DOWNLOAD_TIMEOUT", 30.0, _positive_float,
+            "Seconds to wait for a connection or for the next bytes of a download."),
+    Setting("download_retries", "DOWNLOAD_RETRIES", 3, _non_negative_int,
+            "Extra attempts after a failed download (network errors, timeouts, 5xx), "
+            "with exponential backoff."),
+    Setting("download_backoff", "DOWNLOAD_BACKOFF", 1.0, _positive_float,
+            "Seconds before the first retry; doubles on each further retry."),
+    Setting("max_download_bytes", "DOWNLOAD_MAX_BYTES", 1 << 30, _positive_int,
+            "Largest download accepted, in bytes."),
+    Setting("max_extract_bytes", "EXTRACT_MAX_BYTES", 4 << 30, _positive_int,
+            "Largest total uncompressed size accepted from a zip, in bytes."),
+    Setting("host", "HOST", "127.0.0.1", _text,
+            "Address the server listens on (`0.0.0.0` in the container)."),
+    Setting("port", "PORT", 8000, _port, "Port the server listens on."),
+    Setting("workers", "WORKERS", 1, _positive_int, "Number of Hypercorn worker processes."),
+    Setting("log_level", "LOG_LEVEL", "INFO", _log_level,
+            "Logging level: debug, info, warning or error."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration; build it with `from_env()` or directly in tests."""
+
+    source: str = DEFAULT_SOURCE
+    checksum: str = ""
+    data_dir: Path = Path("data")
+    download_timeout: float = 30.0
+    download_retries: int = 3
+    download_backoff: float = 1.0
+    max_download_bytes: int = 1 << 30
+    max_extract_bytes: int = 4 << 30
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every declared setting from the environment; a bad value raises ConfigError."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = environ.get(setting.env)
+            if raw is None:
+                continue
+            try:
+                values[setting.name] = setting.parse(raw)
+            except ValueError as exc:
+                reason = str(exc) if _is_own_message(exc) else "has an invalid value"
+                raise ConfigError(f"{setting.env}={raw!r} {reason}") from None
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _is_own_message(exc: ValueError) -> bool:
+    # Our parsers raise readable messages; int()/float() raise "invalid literal ..." instead.
+    return str(exc).startswith("must ")
+
+
+def _check_table_matches_fields() -> None:
+    fields = {f.name: f.default for f in dataclasses.fields(Settings)}
+    declared = {s.name: s.default for s in SETTINGS}
+    if fields != declared:
+        raise RuntimeError("Settings fields and the SETTINGS table disagree")
+
+
+_check_table_matches_fields()

@@ -1,0 +1,1 @@
+"""Getting MovieLens onto disk and into frames."""

@@ -1,0 +1,393 @@
+"""Get a MovieLens release onto disk: URL, local zip or folder -> an extracted folder under DATA_DIR.
+
+Downloads stream to a temporary file that is renamed into place only once complete and verified;
+extraction goes to a temporary folder renamed into place the same way, with a marker that lets
+the next start reuse it without any request. A file lock serialises workers sharing DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import uuid
+import zipfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from app.config import Settings
+from app.data.movielens import MOVIES_FILE, RATINGS_FILE, DatasetError
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int | None], None]
+"""Called with (phase, done, total); total is None when unknown."""
+
+MARKER = ".movierec-extracted.json"
+MARKER_VERSION = 1
+CHUNK_BYTES = 1 << 16
+OFFLINE_HINT = (
+    "Check the network connection, or download the zip elsewhere and set MOVIELENS_SOURCE "
+    "to its local path (for example MOVIELENS_SOURCE=/path/to/ml-latest-small.zip)."
+)
+
+
+class FetchError(DatasetError):
+    """The dataset could not be fetched; `hint` says what the operator can do about it."""
+
+    def __init__(self, message: str, hint: str = OFFLINE_HINT) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class _Retryable(Exception):
+    """A transient download failure worth another attempt."""
+
+
+@dataclass(frozen=True)
+class _Digests:
+    md5: str
+    sha256: str
+
+    def matches(self, checksum: str) -> bool:
+        algo, _, digest = checksum.partition(":")
+        return bool(getattr(self, algo) == digest)
+
+
+def _ignore_progress(phase: str, done: int, total: int | None) -> None:
+    pass
+
+
+async def fetch_dataset(settings: Settings, progress: ProgressCallback | None = None) -> Path:
+    """Return a local folder holding the release named by `settings.source`, fetching if needed."""
+    report = progress or _ignore_progress
+    source = settings.source
+    if _is_url(source):
+        return await _fetch_url(source, settings, report)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.is_file():
+        return await _fetch_local_zip(path, settings, report)
+    raise FetchError(
+        f"MOVIELENS_SOURCE={source!r} is neither an http(s) URL nor an existing zip or folder.",
+        hint="Set MOVIELENS_SOURCE to a MovieLens zip URL, a local .zip file or an extracted folder.",
+    )
+
+
+def _is_url(source: str) -> bool:
+    return urlsplit(source).scheme in {"http", "https"}
+
+
+def _cache_name(filename: str) -> str:
+    stem = filename[:-4] if filename.lower().endswith(".zip") else filename
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")
+    return safe or "dataset"
+
+
+async def _fetch_url(url: str, settings: Settings, report: ProgressCallback) -> Path:
+    name = _cache_name(PurePosixPath(urlsplit(url).path).name)
+    data_dir = settings.data_dir
+    zip_path = data_dir / f"{name}.zip"
+    folder = data_dir / name
+    origin = {"url": url}
+    async with _file_lock(data_dir / f".{name}.lock", report):
+        if _cached(folder, origin, settings.checksum):
+            log.info("Using cached dataset in %s (no download)", folder)
+            return folder
+        digests = None
+        if zip_path.is_file():
+            digests = await asyncio.to_thread(_verified_zip_digests, zip_path, settings.checksum)
+            if digests is None:
+                log.warning("Cached %s is corrupt or does not match; fetching again", zip_path)
+                zip_path.unlink(missing_ok=True)
+        if digests is None:
+            digests = await _download(url, zip_path, settings, report)
+        report("extracting", 0, None)
+        await asyncio.to_thread(
+            _extract, zip_path, folder, origin, digests, settings.max_extract_bytes
+        )
+        return folder
+
+
+async def _fetch_local_zip(path: Path, settings: Settings, report: ProgressCallback) -> Path:
+    name = _cache_name(path.name)
+    folder = settings.data_dir / name
+    info = path.stat()
+    origin = {"path": str(path.resolve()), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    async with _file_lock(settings.data_dir / f".{name}.lock", report):
+        if _cached(folder, origin, settings.checksum):
+            log.info("Using cached dataset in %s", folder)
+            return folder
+        report("verifying", 0, None)
+        digests = await asyncio.to_thread(_verified_zip_digests, path, "")
+        if digests is None:
+            raise FetchError(f"{path} is not a valid zip archive.",
+                             hint="Point MOVIELENS_SOURCE at an intact MovieLens zip or folder.")
+        if settings.checksum and not digests.matches(settings.checksum):
+            raise _checksum_error(path.name, settings.checksum, digests)
+        report("extracting", 0, None)
+        await asyncio.to_thread(_extract, path, folder, origin, digests, settings.max_extract_bytes)
+        return folder
+
+
+@contextlib.asynccontextmanager
+async def _file_lock(path: Path, report: ProgressCallback) -> AsyncIterator[None]:
+    """Hold an exclusive lock on `path`; poll so that waiting never blocks the event loop."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if not waited:
+                    report("waiting for another worker", 0, None)
+                    waited = True
+                await asyncio.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _cached(folder: Path, origin: dict[str, object], checksum: str) -> bool:
+    """True when `folder` holds a complete extraction of the same origin (and checksum)."""
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if marker.get("version") != MARKER_VERSION or marker.get("origin") != origin:
+        return False
+    if checksum and not _Digests(**marker.get("digests", {})).matches(checksum):
+        return False
+    files = marker.get("files", {})
+    if not files:
+        return False
+    for relative, size in files.items():
+        member = folder / relative
+        if not member.is_file() or member.stat().st_size != size:
+            return False
+    return True
+
+
+async def _download(
+    url: str, dest: Path, settings: Settings, report: ProgressCallback
+) -> _Digests:
+    """Download `url` to `dest` with retries and backoff, verifying size, checksum and format."""
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=settings.download_timeout, sock_connect=settings.download_timeout,
+        sock_read=settings.download_timeout,
+    )
+    attempts = settings.download_retries + 1
+    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+        for attempt in range(1, attempts + 1):
+            try:
+                digests = await _download_once(session, url, dest, settings, report)
+                break
+            except _Retryable as exc:
+                if attempt == attempts:
+                    raise FetchError(
+                        f"Could not download {url} after {attempts} attempt(s): {exc}"
+                    ) from None
+                delay = settings.download_backoff * 2 ** (attempt - 1)
+                log.warning("Download attempt %d/%d failed (%s); retrying in %.1fs",
+                            attempt, attempts, exc, delay)
+                report("retrying", 0, None)
+                await asyncio.sleep(delay)
+        expected = settings.checksum or await _published_md5(session, url)
+    if expected and not digests.matches(expected):
+        dest.unlink(missing_ok=True)
+        raise _checksum_error(url, expected, digests)
+    if expected:
+        log.info("Checksum %s verified", expected.partition(":")[0])
+    return digests
+
+
+async def _download_once(
+    session: aiohttp.ClientSession, url: str, dest: Path, settings: Settings,
+    report: ProgressCallback,
+) -> _Digests:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    try:
+        async with session.get(url) as response:
+            if response.status >= 500 or response.status == 429:
+                raise _Retryable(f"the server answered {response.status} {response.reason}")
+            if response.status != 200:
+                raise FetchError(
+                    f"Downloading {url} failed: the server answered "
+                    f"{response.status} {response.reason}.",
+                    hint="Check that MOVIELENS_SOURCE names an existing MovieLens zip, "
+                         "or set it to a local copy.",
+                )
+            total = response.content_length
+            if total is not None and total > settings.max_download_bytes:
+                raise _too_big(url, total, settings.max_download_bytes)
+            received = 0
+            report("downloading", 0, total)
+            with part.open("wb") as out:
+                async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                    received += len(chunk)
+                    if received > settings.max_download_bytes:
+                        raise _too_big(url, received, settings.max_download_bytes)
+                    out.write(chunk)
+                    md5.update(chunk)
+                    sha256.update(chunk)
+                    report("downloading", received, total)
+            if total is not None and received != total:
+                raise _Retryable(f"the transfer ended after {received} of {total} bytes")
+        report("verifying", received, total)
+        if not await asyncio.to_thread(_is_intact_zip, part):
+            raise FetchError(
+                f"{url} did not return a zip archive.",
+                hint="Set MOVIELENS_SOURCE to the URL or path of a MovieLens .zip file.",
+            )
+        os.replace(part, dest)
+        log.info("Downloaded %s (%d bytes) to %s", url, received, dest)
+        return _Digests(md5=md5.hexdigest(), sha256=sha256.hexdigest())
+    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+        raise _Retryable(_describe_network_error(exc)) from None
+    finally:
+        part.unlink(missing_ok=True)
+
+
+async def _published_md5(session: aiohttp.ClientSession, url: str) -> str:
+    """The MD5 that the publisher lists next to the zip (`<url>.md5`), or '' if there is none."""
+    try:
+        async with session.get(url + ".md5") as response:
+            if response.status != 200:
+                return ""
+            text = (await response.content.read(4096)).decode("ascii", "replace")
+    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+        return ""
+    match = re.search(r"\b[0-9a-fA-F]{32}\b", text)
+    return f"md5:{match.group(0).lower()}" if match else ""
+
+
+def _describe_network_error(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "the server did not answer in time"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the transfer was cut off before the end"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"could not connect ({exc.os_error.strerror or exc})"
+    return str(exc) or type(exc).__name__
+
+
+def _too_big(url: str, size: int, limit: int) -> FetchError:
+    return FetchError(
+        f"{url} is larger than the {limit:,}-byte limit ({size:,} bytes or more).",
+        hint="Raise DOWNLOAD_MAX_BYTES if this dataset is expected to be that large.",
+    )
+
+
+def _checksum_error(what: str, expected: str, digests: _Digests) -> FetchError:
+    algo = expected.partition(":")[0]
+    return FetchError(
+        f"The checksum of {what} does not match: expected {expected}, "
+        f"got {algo}:{getattr(digests, algo)}.",
+        hint="The file may be corrupt or different from the one expected; check "
+             "MOVIELENS_CHECKSUM, or retry the download.",
+    )
+
+
+def _is_intact_zip(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
+
+
+def _file_digests(path: Path) -> _Digests:
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            md5.update(chunk)
+            sha256.update(chunk)
+    return _Digests(md5=md5.hexdigest(), sha256=sha256.hexdigest())
+
+
+def _verified_zip_digests(path: Path, checksum: str) -> _Digests | None:
+    """The digests of an intact zip that matches `checksum` (if given), else None."""
+    if not _is_intact_zip(path):
+        return None
+    digests = _file_digests(path)
+    if checksum and not digests.matches(checksum):
+        return None
+    return digests
+
+
+def _safe_members(archive: zipfile.ZipFile, max_bytes: int) -> list[zipfile.ZipInfo]:
+    """The archive's members, refusing unsafe paths, links, absurd sizes and missing files."""
+    members = archive.infolist()
+    total = 0
+    basenames = set()
+    for info in members:
+        name = info.filename
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise DatasetError(f"The archive holds an unsafe path {name!r}; refusing to extract it.")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise DatasetError(f"The archive holds a symbolic link {name!r}; refusing to extract it.")
+        total += info.file_size
+        if total > max_bytes:
+            raise DatasetError(
+                f"The archive would unpack to more than {max_bytes:,} bytes; refusing to extract "
+                "it (raise EXTRACT_MAX_BYTES if this is expected)."
+            )
+        if parts:
+            basenames.add(parts[-1])
+    for required in (RATINGS_FILE, MOVIES_FILE):
+        if required not in basenames:
+            raise DatasetError(f"The archive has no {required}; is it a MovieLens release?")
+    return members
+
+
+def _extract(
+    zip_path: Path, folder: Path, origin: dict[str, object], digests: _Digests, max_bytes: int
+) -> None:
+    """Safely unpack `zip_path` into `folder` via a temporary folder renamed into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            members = _safe_members(archive, max_bytes)
+            files: dict[str, int] = {}
+            for info in members:
+                relative = PurePosixPath(info.filename.replace("\\", "/"))
+                target = staging.joinpath(*relative.parts)
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as src, target.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, CHUNK_BYTES)
+                files[relative.as_posix()] = target.stat().st_size
+        marker = {"version": MARKER_VERSION, "origin": origin, "files": files,
+                  "digests": {"md5": digests.md5, "sha256": digests.sha256}}
+        (staging / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    except zipfile.BadZipFile as exc:
+        raise DatasetError(f"{zip_path.name} is not a valid zip archive: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

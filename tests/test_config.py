@@ -1,0 +1,57 @@
+"""Settings: one declared table, read from the environment, every one documented."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from app.config import SETTINGS, ConfigError, Settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_defaults_need_no_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.source.endswith("ml-latest-small.zip")
+    assert settings.port == 8000
+
+
+def test_values_are_parsed_from_the_environment() -> None:
+    settings = Settings.from_env({
+        "MOVIELENS_SOURCE": " /srv/ml.zip ", "DATA_DIR": "/var/cache/ml", "PORT": "9000",
+        "WORKERS": "2", "DOWNLOAD_TIMEOUT": "2.5", "MOVIELENS_CHECKSUM": "A" * 32,
+        "LOG_LEVEL": "debug",
+    })
+    assert settings.source == "/srv/ml.zip"
+    assert settings.data_dir == Path("/var/cache/ml")
+    assert (settings.port, settings.workers, settings.download_timeout) == (9000, 2, 2.5)
+    assert settings.checksum == "md5:" + "a" * 32
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(("env", "value", "message"), [
+    ("PORT", "eighty", "PORT='eighty' has an invalid value"),
+    ("PORT", "70000", "PORT='70000' must be a port number"),
+    ("WORKERS", "0", "WORKERS='0' must be a whole number of at least 1"),
+    ("DOWNLOAD_TIMEOUT", "-1", "DOWNLOAD_TIMEOUT='-1' must be a number greater than 0"),
+    ("MOVIELENS_CHECKSUM", "sha256:xyz", "MOVIELENS_CHECKSUM='sha256:xyz' must be"),
+    ("LOG_LEVEL", "loud", "LOG_LEVEL='loud' must be one of"),
+    ("MOVIELENS_SOURCE", "  ", "MOVIELENS_SOURCE='  ' must not be empty"),
+])
+def test_a_bad_value_names_the_variable(env: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Settings.from_env({env: value})
+
+
+def test_the_table_declares_every_field() -> None:
+    assert [s.name for s in SETTINGS] == [f.name for f in dataclasses.fields(Settings)]
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = README.read_text(encoding="utf-8")
+    missing = [s.env for s in SETTINGS if f"`{s.env}`" not in readme]
+    assert not missing, f"README.md's configuration table lacks {missing}"

@@ -1,0 +1,186 @@
+"""The original design, checked against neighbours and scores worked out by hand."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics.pairwise import cosine_similarity
+
+from app.recommender import NotFitted, UnknownUser, UserKNN, _top
+
+# Rows of the tiny matrix (movies 10, 20, 30, 40, 50):
+#   user 1: 5 3 0 0 0     |u1|^2 = 34
+#   user 2: 4 3 5 0 0     |u2|^2 = 50
+#   user 3: 5 0 0 2 4     |u3|^2 = 45
+#   user 4: 0 1 1 0 5     |u4|^2 = 27
+TINY = [
+    (1, 10, 5.0), (1, 20, 3.0),
+    (2, 10, 4.0), (2, 20, 3.0), (2, 30, 5.0),
+    (3, 10, 5.0), (3, 40, 2.0), (3, 50, 4.0),
+    (4, 20, 1.0), (4, 30, 1.0), (4, 50, 5.0),
+]
+
+
+def frame(rows: list[tuple[int, int, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["user_id", "movie_id", "rating"])
+
+
+@pytest.fixture
+def model() -> UserKNN:
+    return UserKNN().fit(frame(TINY))
+
+
+def test_similar_users_are_the_highest_cosines_by_hand(model: UserKNN) -> None:
+    neighbours = model.similar_users(1, k=3)
+    assert [n.user_id for n in neighbours] == [2, 3, 4]
+    assert [n.similarity for n in neighbours] == pytest.approx([
+        29 / math.sqrt(34 * 50),  # 5*4 + 3*3
+        25 / math.sqrt(34 * 45),  # 5*5
+        3 / math.sqrt(34 * 27),   # 3*1
+    ])
+
+
+def test_similar_users_excludes_the_user_and_caps_at_the_others(model: UserKNN) -> None:
+    neighbours = model.similar_users(2, k=100)
+    assert [n.user_id for n in neighbours] == [1, 3, 4]
+    assert neighbours[1].similarity == pytest.approx(20 / math.sqrt(50 * 45))
+
+
+def test_recommend_scores_are_neighbour_means_with_unrated_as_zero(model: UserKNN) -> None:
+    recs = model.recommend(1, n=3, k=2)  # neighbours 2 and 3
+    assert [(r.movie_id, r.neighbours_rated) for r in recs] == [(30, 1), (50, 1), (40, 1)]
+    assert [r.score for r in recs] == pytest.approx([5 / 2, 4 / 2, 2 / 2])
+
+
+def test_recommend_with_three_neighbours(model: UserKNN) -> None:
+    recs = model.recommend(1, n=2, k=3)  # neighbours 2, 3, 4
+    assert [r.movie_id for r in recs] == [50, 30]
+    assert [r.score for r in recs] == pytest.approx([(4 + 5) / 3, (5 + 1) / 3])
+    assert [r.neighbours_rated for r in recs] == [2, 2]
+
+
+def test_recommend_never_returns_movies_the_user_rated(model: UserKNN) -> None:
+    for user in (1, 2, 3, 4):
+        rated = {m for u, m, _ in TINY if u == user}
+        assert not rated & {r.movie_id for r in model.recommend(user, n=10, k=3)}
+
+
+def test_zero_scores_fill_the_list_in_movie_id_order(model: UserKNN) -> None:
+    recs = model.recommend(1, n=5, k=1)  # only user 2, who rated just 30 of the unseen films
+    assert [(r.movie_id, r.score) for r in recs] == [(30, 5.0), (40, 0.0), (50, 0.0)]
+
+
+def test_similarity_ties_go_to_the_lower_user_id() -> None:
+    model = UserKNN().fit(frame([(1, 1, 5.0), (4, 1, 3.0), (4, 2, 4.0), (2, 1, 3.0),
+                                 (2, 2, 4.0), (3, 1, 3.0), (3, 2, 4.0)]))
+    assert [n.user_id for n in model.similar_users(1, k=2)] == [2, 3]
+
+
+def test_score_ties_go_to_the_lower_movie_id() -> None:
+    model = UserKNN().fit(frame([(1, 1, 5.0), (2, 1, 5.0), (2, 9, 4.0), (2, 3, 4.0)]))
+    assert [r.movie_id for r in model.recommend(1, n=2, k=1)] == [3, 9]
+
+
+def test_unknown_user_names_the_range(model: UserKNN) -> None:
+    with pytest.raises(UnknownUser) as info:
+        model.recommend(99)
+    assert (info.value.lowest, info.value.highest, info.value.count) == (1, 4, 4)
+    with pytest.raises(UnknownUser):
+        model.similar_users(10**30)
+
+
+def test_unfitted_model_refuses() -> None:
+    with pytest.raises(NotFitted):
+        UserKNN().recommend(1)
+
+
+def test_movie_mean_is_over_all_users(model: UserKNN) -> None:
+    means = model.movie_mean(np.array([10, 30, 60]))
+    assert means[:2] == pytest.approx([(5 + 4 + 5) / 3, (5 + 1) / 2])
+    assert math.isnan(means[2])
+
+
+@pytest.mark.parametrize(("values", "count", "expected"), [
+    ([1.0, 3.0, 3.0, 2.0, 3.0], 2, [1, 2]),
+    ([1.0, 3.0, 3.0, 2.0, 3.0], 3, [1, 2, 4]),
+    ([0.0, 0.0, 0.0], 2, [0, 1]),
+    ([2.0, 1.0], 5, [0, 1]),
+    ([2.0, 1.0], 0, []),
+])
+def test_top_is_partial_selection_with_index_tie_break(
+    values: list[float], count: int, expected: list[int]
+) -> None:
+    assert _top(np.array(values), count).tolist() == expected
+
+
+def reference_recommend(
+    ratings: pd.DataFrame, user_id: int, n: int, k: int
+) -> tuple[list[int], list[int]]:
+    """The original design written the plain dense way: pivot, cosine, mean, filter, sort."""
+    matrix = ratings.pivot_table(index="user_id", columns="movie_id", values="rating").fillna(0)
+    sims = pd.Series(cosine_similarity(matrix.to_numpy())[matrix.index.get_loc(user_id)],
+                     index=matrix.index).drop(user_id)
+    order = np.lexsort((sims.index.to_numpy(), -sims.to_numpy()))
+    neighbours = sims.index.to_numpy()[order[:k]]
+    scores = matrix.loc[neighbours].mean(axis=0)
+    scores = scores[matrix.loc[user_id] == 0]
+    best = np.lexsort((scores.index.to_numpy(), -scores.to_numpy()))[:n]
+    return neighbours.tolist(), scores.index.to_numpy()[best].tolist()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_the_dense_reference_on_random_data(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    pairs = {(int(u), int(m)) for u, m in zip(rng.integers(1, 60, 900), rng.integers(1, 120, 900),
+                                             strict=True)}
+    rows = [(u, m, float(rng.integers(1, 11)) / 2) for u, m in sorted(pairs)]
+    ratings = frame(rows)
+    model = UserKNN().fit(ratings)
+    for user in rng.choice(ratings["user_id"].unique(), 10, replace=False):
+        for n, k in ((5, 5), (10, 1), (20, 12)):
+            neighbours, movies = reference_recommend(ratings, int(user), n, k)
+            assert [x.user_id for x in model.similar_users(int(user), k)] == neighbours
+            assert [r.movie_id for r in model.recommend(int(user), n, k)] == movies
+
+
+@pytest.fixture(scope="session")
+def real_ratings(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    import zipfile
+
+    from app.data.movielens import load
+    from tests.conftest import require_real_zip
+
+    folder = tmp_path_factory.mktemp("real")
+    with zipfile.ZipFile(require_real_zip()) as archive:
+        archive.extractall(folder)
+    return load(Path(folder)).ratings
+
+
+@pytest.mark.real_data
+def test_real_data_user_1_gets_unseen_movies_in_score_order(real_ratings: pd.DataFrame) -> None:
+    model = UserKNN().fit(real_ratings)
+    assert model.n_users == 610
+    rated = set(real_ratings.loc[real_ratings["user_id"] == 1, "movie_id"])
+    recs = model.recommend(1, n=10, k=5)
+    assert len(recs) == 10
+    assert not rated & {r.movie_id for r in recs}
+    scores = [r.score for r in recs]
+    assert scores == sorted(scores, reverse=True)
+    assert all(1 <= r.neighbours_rated <= 5 for r in recs)
+    neighbours = model.similar_users(1, k=5)
+    assert 1 not in [x.user_id for x in neighbours]
+    assert [x.similarity for x in neighbours] == sorted((x.similarity for x in neighbours),
+                                                        reverse=True)
+
+
+@pytest.mark.real_data
+def test_real_data_matches_the_dense_reference(real_ratings: pd.DataFrame) -> None:
+    model = UserKNN().fit(real_ratings)
+    for user in (1, 42, 414, 610):
+        neighbours, movies = reference_recommend(real_ratings, user, 10, 5)
+        assert [x.user_id for x in model.similar_users(user, 5)] == neighbours
+        assert [r.movie_id for r in model.recommend(user, 10, 5)] == movies

@@ -1,0 +1,57 @@
+"""`python -m app` and the `movierec` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from app.config import ConfigError, Settings
+
+COMMANDS = ("serve",)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the command (serve by default)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS + ("-h", "--help"):
+        args.insert(0, "serve")
+    parser = _parser()
+    options = parser.parse_args(args)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        parser.error(str(exc))
+    overrides = {name: getattr(options, name) for name in ("host", "port", "workers")
+                 if getattr(options, name) is not None}
+    return serve(settings.replace(**overrides))
+
+
+def serve(settings: Settings) -> int:
+    """Run Hypercorn in the foreground until it is stopped."""
+    import os
+
+    from hypercorn.run import run
+
+    from app.server import hypercorn_config
+
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Workers re-read the environment in create_app(); pass the command-line overrides on.
+    os.environ.update(HOST=settings.host, PORT=str(settings.port), WORKERS=str(settings.workers))
+    return run(hypercorn_config(settings))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="movierec", description="MovieLens recommendations.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="serve the web app and API (the default)")
+    serve_cmd.add_argument("--host", help="address to listen on (env HOST)")
+    serve_cmd.add_argument("--port", type=int, help="port to listen on (env PORT)")
+    serve_cmd.add_argument("--workers", type=int, help="Hypercorn worker processes (env WORKERS)")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Hypercorn configuration from Settings, shared by `movierec serve` and the container."""
+
+from __future__ import annotations
+
+from hypercorn.config import Config
+
+from app.config import Settings
+
+APPLICATION_PATH = "app:create_app()"
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    """A Hypercorn Config that serves create_app() with the settings' host, port and workers."""
+    config = Config()
+    config.application_path = APPLICATION_PATH
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.workers = settings.workers
+    config.graceful_timeout = 10.0
+    config.errorlog = "-"
+    config.accesslog = "-" if settings.log_level == "DEBUG" else None
+    config.loglevel = settings.log_level
+    config.include_server_header = False
+    return config

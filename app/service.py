@@ -1,0 +1,225 @@
+"""The Engine: the one place that runs the pipeline (fetch -> load -> fit -> swap) and serves it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import pandas as pd
+
+from app.config import Settings
+from app.data.fetch import FetchError, fetch_dataset
+from app.data.movielens import Dataset, DatasetError, load
+from app.recommender import Neighbour, Recommendation, UserKNN
+
+log = logging.getLogger(__name__)
+
+MAX_N = 50
+MAX_K = 100
+
+
+class State(str, Enum):
+    """Where the engine is: still building, ready to answer, or failed with a reason."""
+
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class NotReady(RuntimeError):
+    """The model is not built yet (or its build failed)."""
+
+
+@dataclass(frozen=True)
+class Status:
+    """A snapshot of the engine's progress, safe to render or serialise."""
+
+    state: State
+    phase: str
+    done: int = 0
+    total: int | None = None
+    error: str = ""
+    hint: str = ""
+    users: int = 0
+    movies: int = 0
+    ratings: int = 0
+    user_id_range: tuple[int, int] | None = None
+    seconds_to_ready: float | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        """Share of the current phase done, when it is measurable."""
+        if self.total:
+            return min(1.0, self.done / self.total)
+        return None
+
+
+@dataclass(frozen=True)
+class MovieResult:
+    """One recommended movie with what the page and the API show about it."""
+
+    movie_id: int
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+    score: float
+    neighbours_rated: int
+    avg_rating: float | None
+    ratings_count: int
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """The answer to one request: the movies and the neighbours they came from."""
+
+    user_id: int
+    n: int
+    k: int
+    movies: list[MovieResult]
+    neighbours: list[Neighbour]
+
+
+@dataclass
+class _Model:
+    """What a build produces; swapped in with one assignment."""
+
+    knn: UserKNN
+    movies: pd.DataFrame
+
+
+@dataclass
+class Engine:
+    """Builds the model in the background and answers recommendation queries once ready."""
+
+    settings: Settings
+    _status: Status = field(default_factory=lambda: Status(State.LOADING, "starting"))
+    _model: _Model | None = None
+    _task: asyncio.Task[None] | None = None
+    _started_at: float = 0.0
+
+    @property
+    def status(self) -> Status:
+        """The current status snapshot."""
+        return self._status
+
+    @property
+    def ready(self) -> bool:
+        """True once a model is being served."""
+        return self._model is not None
+
+    def start(self) -> None:
+        """Start a build in the background unless one is running or the model is ready."""
+        if self._task is not None and not self._task.done():
+            return
+        if self.ready:
+            return
+        self._task = asyncio.get_running_loop().create_task(self.build(), name="engine-build")
+
+    async def stop(self) -> None:
+        """Cancel a build in progress (on shutdown)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def build(self) -> None:
+        """Fetch, load, fit and swap in the model; a failure is recorded, logged, not raised."""
+        self._started_at = time.monotonic()
+        self._set(State.LOADING, "starting")
+        try:
+            folder = await fetch_dataset(self.settings, self._on_fetch_progress)
+            self._set(State.LOADING, "loading ratings")
+            dataset = await asyncio.to_thread(load, folder)
+            self._set(State.LOADING, "computing similarities", total=None)
+            knn = await asyncio.to_thread(UserKNN().fit, dataset.ratings)
+        except FetchError as exc:
+            self._fail(str(exc), exc.hint)
+            return
+        except DatasetError as exc:
+            self._fail(str(exc), "Point MOVIELENS_SOURCE at an intact MovieLens release.")
+            return
+        except OSError as exc:
+            self._fail(f"Could not read or write the dataset: {exc}",
+                       "Check that DATA_DIR is writable and has free space.")
+            return
+        except Exception:
+            log.exception("Building the model failed")
+            self._fail("Building the model failed unexpectedly; the server log has the details.",
+                       "Retry; if it fails again, report the log.")
+            return
+        self._model = _Model(knn=knn, movies=dataset.movies)
+        self._ready(dataset)
+
+    def recommend(self, user_id: int, n: int = 5, k: int = 5) -> Recommendations:
+        """Recommendations for a known user (blocking: call it in a thread)."""
+        model = self._require_model()
+        neighbours = model.knn.similar_users(user_id, k)
+        picks = model.knn.recommend(user_id, n, k)
+        ids = np.fromiter((p.movie_id for p in picks), dtype=np.int64, count=len(picks))
+        means = model.knn.movie_mean(ids)
+        counts = model.knn.item_count_[np.searchsorted(model.knn.item_ids_, ids)]
+        movies = [
+            _movie_result(model.movies, pick, mean, int(count))
+            for pick, mean, count in zip(picks, means, counts, strict=True)
+        ]
+        return Recommendations(user_id, n, k, movies, neighbours)
+
+    def similar_users(self, user_id: int, k: int = 5) -> list[Neighbour]:
+        """The k most similar users (blocking: call it in a thread)."""
+        return self._require_model().knn.similar_users(user_id, k)
+
+    def _require_model(self) -> _Model:
+        model = self._model
+        if model is None:
+            raise NotReady(self._status.error or "The model is still loading")
+        return model
+
+    def _on_fetch_progress(self, phase: str, done: int, total: int | None) -> None:
+        self._set(State.LOADING, phase, done, total)
+
+    def _set(self, state: State, phase: str, done: int = 0, total: int | None = None) -> None:
+        self._status = Status(state, phase, done, total)
+
+    def _fail(self, error: str, hint: str) -> None:
+        log.error("Dataset unavailable: %s", error)
+        self._status = Status(State.FAILED, "failed", error=error, hint=hint)
+
+    def _ready(self, dataset: Dataset) -> None:
+        knn = self._require_model().knn
+        ids = knn.user_ids_
+        assert ids is not None
+        elapsed = time.monotonic() - self._started_at
+        self._status = Status(
+            State.READY, "ready", users=knn.n_users, movies=len(knn.item_ids_),
+            ratings=len(dataset.ratings), user_id_range=(int(ids[0]), int(ids[-1])),
+            seconds_to_ready=elapsed,
+        )
+        log.info("Model ready in %.2fs: %d users, %d movies, %d ratings",
+                 elapsed, knn.n_users, len(knn.item_ids_), len(dataset.ratings))
+
+
+def _movie_result(
+    movies: pd.DataFrame, pick: Recommendation, mean: float, count: int
+) -> MovieResult:
+    movie_id = pick.movie_id
+    if movie_id in movies.index:
+        row = movies.loc[movie_id]
+        title, year, genres = row["title"], row["year"], row["genres"]
+    else:
+        title, year, genres = f"Movie {movie_id}", None, ""
+    return MovieResult(
+        movie_id=movie_id,
+        title=str(title),
+        year=None if year is None or pd.isna(year) else int(year),
+        genres=tuple(g for g in str(genres).split("|") if g),
+        score=pick.score,
+        neighbours_rated=pick.neighbours_rated,
+        avg_rating=None if math.isnan(mean) else float(mean),
+        ratings_count=count,
+    )

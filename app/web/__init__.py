@@ -1,0 +1,1 @@
+"""The HTTP layer: parse, call the engine off the event loop, render."""

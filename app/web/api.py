@@ -1,0 +1,62 @@
+"""The JSON API beside the page: the same engine calls, serialised."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from quart import Blueprint, request
+from quart.utils import run_sync
+
+from app.service import Recommendations, Status
+from app.web.params import parse_k, parse_n, parse_user_id
+from app.web.routes import engine
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.get("/status")
+async def status() -> dict[str, Any]:
+    """The engine's state, phase and progress."""
+    return status_json(engine().status)
+
+
+@bp.get("/users/<user_id>/recommendations")
+async def recommendations(user_id: str) -> dict[str, Any]:
+    """Top-n recommendations for a user from k similar users."""
+    uid = parse_user_id(user_id)
+    n, k = parse_n(request.args.get("n")), parse_k(request.args.get("k"))
+    result = await run_sync(engine().recommend)(uid, n, k)
+    return recommendations_json(result)
+
+
+@bp.get("/users/<user_id>/similar")
+async def similar(user_id: str) -> dict[str, Any]:
+    """The k users most similar to a user."""
+    uid = parse_user_id(user_id)
+    k = parse_k(request.args.get("k"))
+    neighbours = await run_sync(engine().similar_users)(uid, k)
+    return {"user_id": uid, "k": k, "neighbours": [dataclasses.asdict(x) for x in neighbours]}
+
+
+def recommendations_json(result: Recommendations) -> dict[str, Any]:
+    """Serialise a Recommendations answer."""
+    return {
+        "user_id": result.user_id,
+        "n": result.n,
+        "k": result.k,
+        "algorithm": "original",
+        "recommendations": [
+            {**dataclasses.asdict(movie), "genres": list(movie.genres)} for movie in result.movies
+        ],
+        "neighbours": [dataclasses.asdict(x) for x in result.neighbours],
+    }
+
+
+def status_json(current: Status) -> dict[str, Any]:
+    """Serialise a Status snapshot."""
+    body = dataclasses.asdict(current)
+    body["state"] = current.state.value
+    body["fraction"] = current.fraction
+    body["user_id_range"] = list(current.user_id_range) if current.user_id_range else None
+    return body

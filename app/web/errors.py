@@ -1,0 +1,70 @@
+"""Domain errors and HTTP errors -> status codes with a readable message, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from quart import Quart, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from app.recommender import UnknownUser
+from app.service import NotReady
+from app.web.params import InvalidInput
+
+log = logging.getLogger(__name__)
+
+
+def unknown_user_message(exc: UnknownUser) -> str:
+    """Name the valid range, and say so when not every id inside it is used."""
+    span = exc.highest - exc.lowest + 1
+    message = (f"User {exc.user_id} is not in the dataset. "
+               f"Valid user IDs are {exc.lowest} to {exc.highest}")
+    if span != exc.count:
+        message += f" ({exc.count:,} users; not every number in between is used)"
+    return message + "."
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")
+
+
+def json_error(status: int, message: str, **extra: object) -> tuple[Response, int]:
+    """The API's error body: {"error": {"status": ..., "message": ...}}."""
+    return jsonify({"error": {"status": status, "message": message, **extra}}), status
+
+
+async def _error_page(status: int, title: str, message: str) -> tuple[str, int]:
+    html = await render_template("error.html", code=status, title=title, message=message)
+    return html, status
+
+
+def register(app: Quart) -> None:
+    """Install the handlers that turn errors into 4xx/5xx answers."""
+
+    @app.errorhandler(InvalidInput)
+    async def invalid_input(exc: InvalidInput) -> tuple[Response, int]:
+        return json_error(400, exc.message, field=exc.field)
+
+    @app.errorhandler(UnknownUser)
+    async def unknown_user(exc: UnknownUser) -> tuple[Response, int]:
+        return json_error(404, unknown_user_message(exc), field="user_id")
+
+    @app.errorhandler(NotReady)
+    async def not_ready(exc: NotReady) -> tuple[Response, int]:
+        return json_error(503, str(exc))
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> tuple[Response | str, int]:
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if _wants_json():
+            return json_error(status, message)
+        return await _error_page(status, exc.name, message)
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> tuple[Response | str, int]:
+        log.exception("Unhandled error on %s %s", request.method, request.path)
+        message = "Something went wrong on our side; the error has been logged."
+        if _wants_json():
+            return json_error(500, message)
+        return await _error_page(500, "Internal Server Error", message)

@@ -1,0 +1,136 @@
+"""The page and its fragments: parse -> run the engine in a thread -> render page or partial."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from quart import Blueprint, Response, current_app, redirect, render_template, request
+from quart.utils import run_sync
+
+from app.recommender import UnknownUser
+from app.service import MAX_K, MAX_N, Engine
+from app.web.errors import unknown_user_message
+from app.web.htmx import is_fragment_request
+from app.web.params import DEFAULT_K, DEFAULT_N, InvalidInput, parse_query
+
+bp = Blueprint("web", __name__)
+
+FORM_FIELDS = ("user_id", "n", "k")
+
+
+def engine() -> Engine:
+    """The engine this app serves."""
+    return current_app.extensions["engine"]  # type: ignore[no-any-return]
+
+
+@bp.get("/")
+async def index() -> tuple[str, int, dict[str, str]]:
+    """The page; with ?user_id= it carries the results, and htmx gets only the results."""
+    if not engine().ready:
+        if is_fragment_request():
+            html = await render_template("partials/_error.html", error=_not_ready_message())
+            return html, 503, _fragment_headers()
+        status = 503 if "user_id" in request.args else 200
+        return await _page(**_context({})), status, _vary()
+    context, status = await _answer(request.args)
+    if is_fragment_request():
+        html = await render_template("partials/_results.html", **context)
+        return html, status, _fragment_headers(pushed=status == 200)
+    return await _page(**context), status, _vary()
+
+
+@bp.get("/status")
+async def status() -> tuple[str, int, dict[str, str]]:
+    """The loading card while building; once ready, the form (and results for the page's query)."""
+    if not engine().ready:
+        html = await render_template("partials/_status.html", **_context({}))
+        return html, 200, _vary()
+    context, code = await _answer(request.args)
+    html = await render_template("partials/_app.html", **context)
+    return html, 200 if code in (200, 400, 404) else code, _vary()
+
+
+@bp.post("/retry")
+async def retry() -> Response | tuple[str, int, dict[str, str]]:
+    """Start a new build after a failure; htmx gets the loading card, a plain form a redirect."""
+    engine().start()
+    if is_fragment_request():
+        html = await render_template("partials/_status.html", **_context({}))
+        return html, 200, _vary()
+    return redirect("/", 303)
+
+
+@bp.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+async def readyz() -> tuple[dict[str, Any], int]:
+    """Readiness: 200 once the model is served, else 503 with the phase or the error."""
+    current = engine().status
+    body: dict[str, Any] = {"status": current.state.value, "phase": current.phase}
+    if current.error:
+        body["error"] = current.error
+    return body, 200 if engine().ready else 503
+
+
+@bp.get("/favicon.ico")
+async def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page links; send them the SVG."""
+    return redirect("/static/img/favicon.svg", 301)
+
+
+async def _answer(args: Mapping[str, str]) -> tuple[dict[str, Any], int]:
+    """Validate the query and compute its results; errors become a message and a status."""
+    context = _context(args)
+    try:
+        query = parse_query(args)
+        if query is None:
+            return context, 200
+        context["results"] = await run_sync(engine().recommend)(query.user_id, query.n, query.k)
+        return context, 200
+    except InvalidInput as exc:
+        context.update(error=exc.message, error_field=exc.field)
+        return context, 400
+    except UnknownUser as exc:
+        context.update(error=unknown_user_message(exc), error_field="user_id")
+        return context, 404
+
+
+def _context(args: Mapping[str, str]) -> dict[str, Any]:
+    form = {name: args.get(name, "") for name in FORM_FIELDS}
+    return {
+        "status": engine().status,
+        "form": form,
+        "results": None,
+        "error": None,
+        "error_field": None,
+        "query_string": request.query_string.decode("ascii", "replace"),
+        "limits": {"n": MAX_N, "k": MAX_K, "default_n": DEFAULT_N, "default_k": DEFAULT_K},
+    }
+
+
+async def _page(**context: Any) -> str:
+    return await render_template("index.html", **context)
+
+
+def _not_ready_message() -> str:
+    current = engine().status
+    if current.error:
+        return f"The recommender is unavailable: {current.error}"
+    return "The recommender is still loading; try again in a moment."
+
+
+def _vary() -> dict[str, str]:
+    return {"Vary": "HX-Request, HX-History-Restore-Request"}
+
+
+def _fragment_headers(pushed: bool = False) -> dict[str, str]:
+    headers = _vary()
+    if not pushed:
+        # Keep a mistyped or failed query out of the address bar and the history.
+        headers["HX-Push-Url"] = "false"
+    return headers

@@ -1,0 +1,123 @@
+"""A real user in headless Chromium: type, submit, see the list change in place, see an error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI, require_real_zip
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORTS = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1440, "height": 900}}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python -m app` on a free port, serving the real ml-latest-small from a local file."""
+    source = require_real_zip()
+    port = _free_port()
+    env = {**os.environ, "MOVIELENS_SOURCE": str(source), "PORT": str(port),
+           "DATA_DIR": str(tmp_path_factory.mktemp("data")), "LOG_LEVEL": "warning"}
+    log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "app", "--host", "127.0.0.1"], cwd=ROOT,
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None:
+                    pytest.fail(f"server exited with {process.returncode}")
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    if not CHROMIUM.exists() or shutil.which("chromium") is None:
+        if IN_CI:
+            pytest.fail("CI must install Debian's chromium package")
+        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.mark.parametrize("device", list(VIEWPORTS))
+def test_recommendations_appear_in_place(browser, live_server: str, device: str) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport=VIEWPORTS[device], device_scale_factor=1)
+    page = context.new_page()
+    problems: list[str] = []
+    # 4xx answers are expected here; the browser logs each as a failed resource load.
+    page.on("console", lambda msg: problems.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+
+    page.goto(live_server)
+    page.wait_for_selector("#user_id", timeout=60_000)  # the loading card turns into the form
+    page.evaluate("window.__marker = 'same page'")
+
+    page.fill("#user_id", "42")
+    page.fill("#n", "6")
+    page.click("button[type=submit]")
+    page.wait_for_selector("ol.movies li.movie")
+    assert page.locator("ol.movies li.movie").count() == 6
+    assert page.locator("table.neighbours tbody tr").count() == 5
+    assert page.evaluate("window.__marker") == "same page", "the page must not reload"
+    assert page.url.endswith("/?user_id=42&n=6&k=")
+    first_title = page.locator(".movie-title").first.inner_text()
+    assert first_title
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"results-{device}.png"), full_page=True)
+
+    page.fill("#user_id", "not a user")
+    page.click("button[type=submit]")
+    alert = page.locator("#results [role=alert]")
+    alert.wait_for()
+    assert alert.inner_text() == "Please enter a valid user ID."
+    assert page.evaluate("window.__marker") == "same page"
+    assert page.url.endswith("/?user_id=42&n=6&k="), "a failed query is not pushed to history"
+
+    page.fill("#user_id", "99999")
+    page.click("button[type=submit]")
+    alert.filter(has_text="Valid user IDs are 1 to 610.").wait_for()
+    page.screenshot(path=str(ARTIFACTS / f"error-{device}.png"), full_page=True)
+
+    page.goto(f"{live_server}/?user_id=7&n=3&k=5")
+    assert page.locator("ol.movies li.movie").count() == 3
+
+    assert not problems, f"console errors (CSP violations?): {problems}"
+    context.close()

@@ -15,7 +15,7 @@ COMMANDS = ("serve",)
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the command (serve by default)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in COMMANDS + ("-h", "--help"):
+    if not args or args[0] not in (*COMMANDS, "-h", "--help"):
         args.insert(0, "serve")
     parser = _parser()
     options = parser.parse_args(args)
@@ -23,8 +23,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
     except ConfigError as exc:
         parser.error(str(exc))
-    overrides = {name: getattr(options, name) for name in ("host", "port", "workers")
-                 if getattr(options, name) is not None}
+    overrides = {
+        name: getattr(options, name)
+        for name in ("host", "port", "workers")
+        if getattr(options, name) is not None
+    }
     return serve(settings.replace(**overrides))
 
 
@@ -36,8 +39,9 @@ def serve(settings: Settings) -> int:
 
     from app.server import hypercorn_config
 
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # Workers re-read the environment in create_app(); pass the command-line overrides on.
     os.environ.update(HOST=settings.host, PORT=str(settings.port), WORKERS=str(settings.workers))
     return run(hypercorn_config(settings))

@@ -88,31 +88,81 @@ def _text(raw: str) -> str:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("source", "MOVIELENS_SOURCE", DEFAULT_SOURCE, _text,
-            "Where the dataset comes from: an http(s) URL of a MovieLens zip, a local zip, "
-            "or an extracted folder."),
-    Setting("checksum", "MOVIELENS_CHECKSUM", "", _checksum,
-            "Expected checksum of the zip (`sha256:<hex>` or `md5:<hex>`); overrides the "
-            "`.md5` file published next to the download."),
-    Setting("data_dir", "DATA_DIR", Path("data"), lambda raw: Path(_text(raw)),
-            "Folder for the downloaded zip and the extracted dataset (the cache)."),
-    Setting("download_timeout", "DOWNLOAD_TIMEOUT", 30.0, _positive_float,
-            "Seconds to wait for a connection or for the next bytes of a download."),
-    Setting("download_retries", "DOWNLOAD_RETRIES", 3, _non_negative_int,
-            "Extra attempts after a failed download (network errors, timeouts, 5xx), "
-            "with exponential backoff."),
-    Setting("download_backoff", "DOWNLOAD_BACKOFF", 1.0, _positive_float,
-            "Seconds before the first retry; doubles on each further retry."),
-    Setting("max_download_bytes", "DOWNLOAD_MAX_BYTES", 1 << 30, _positive_int,
-            "Largest download accepted, in bytes."),
-    Setting("max_extract_bytes", "EXTRACT_MAX_BYTES", 4 << 30, _positive_int,
-            "Largest total uncompressed size accepted from a zip, in bytes."),
-    Setting("host", "HOST", "127.0.0.1", _text,
-            "Address the server listens on (`0.0.0.0` in the container)."),
+    Setting(
+        "source",
+        "MOVIELENS_SOURCE",
+        DEFAULT_SOURCE,
+        _text,
+        "Where the dataset comes from: an http(s) URL of a MovieLens zip, a local zip, "
+        "or an extracted folder.",
+    ),
+    Setting(
+        "checksum",
+        "MOVIELENS_CHECKSUM",
+        "",
+        _checksum,
+        "Expected checksum of the zip (`sha256:<hex>` or `md5:<hex>`); overrides the "
+        "`.md5` file published next to the download.",
+    ),
+    Setting(
+        "data_dir",
+        "DATA_DIR",
+        Path("data"),
+        lambda raw: Path(_text(raw)),
+        "Folder for the downloaded zip and the extracted dataset (the cache).",
+    ),
+    Setting(
+        "download_timeout",
+        "DOWNLOAD_TIMEOUT",
+        30.0,
+        _positive_float,
+        "Seconds to wait for a connection or for the next bytes of a download.",
+    ),
+    Setting(
+        "download_retries",
+        "DOWNLOAD_RETRIES",
+        3,
+        _non_negative_int,
+        "Extra attempts after a failed download (network errors, timeouts, 5xx), "
+        "with exponential backoff.",
+    ),
+    Setting(
+        "download_backoff",
+        "DOWNLOAD_BACKOFF",
+        1.0,
+        _positive_float,
+        "Seconds before the first retry; doubles on each further retry.",
+    ),
+    Setting(
+        "max_download_bytes",
+        "DOWNLOAD_MAX_BYTES",
+        1 << 30,
+        _positive_int,
+        "Largest download accepted, in bytes.",
+    ),
+    Setting(
+        "max_extract_bytes",
+        "EXTRACT_MAX_BYTES",
+        4 << 30,
+        _positive_int,
+        "Largest total uncompressed size accepted from a zip, in bytes.",
+    ),
+    Setting(
+        "host",
+        "HOST",
+        "127.0.0.1",
+        _text,
+        "Address the server listens on (`0.0.0.0` in the container).",
+    ),
     Setting("port", "PORT", 8000, _port, "Port the server listens on."),
     Setting("workers", "WORKERS", 1, _positive_int, "Number of Hypercorn worker processes."),
-    Setting("log_level", "LOG_LEVEL", "INFO", _log_level,
-            "Logging level: debug, info, warning or error."),
+    Setting(
+        "log_level",
+        "LOG_LEVEL",
+        "INFO",
+        _log_level,
+        "Logging level: debug, info, warning or error.",
+    ),
 )
 
 

@@ -89,11 +89,13 @@ class UserKNN:
         """The k users most similar to `user_id` (itself excluded), ties to the lower user id."""
         row = self._row(user_id)
         rows, sims = self._neighbour_rows(row, k)
-        return [Neighbour(int(self.user_ids_[r]), float(s))  # type: ignore[index]
-                for r, s in zip(rows, sims, strict=True)]
+        return [
+            Neighbour(int(self.user_ids_[r]), float(s))  # type: ignore[index]
+            for r, s in zip(rows, sims, strict=True)
+        ]
 
     def recommend(self, user_id: int, n: int = 5, k: int = 5) -> list[Recommendation]:
-        """The n best movies `user_id` has not rated, scored by the mean of k neighbours' ratings."""
+        """The n best movies `user_id` has not rated, by the mean of k neighbours' ratings."""
         row = self._row(user_id)
         neighbour_rows, _ = self._neighbour_rows(row, k)
         if len(neighbour_rows) == 0:
@@ -103,12 +105,13 @@ class UserKNN:
         scores = np.asarray(block.sum(axis=0)).ravel() / len(neighbour_rows)
         rated_by = np.bincount(block.indices, minlength=scores.shape[0])
         candidates = np.ones(scores.shape[0], dtype=bool)
-        candidates[self.ratings_.indices[self.ratings_.indptr[row]:self.ratings_.indptr[row + 1]]] = False
+        candidates[
+            self.ratings_.indices[self.ratings_.indptr[row] : self.ratings_.indptr[row + 1]]
+        ] = False
         columns = np.flatnonzero(candidates)
         best = columns[_top(scores[columns], n)]
         return [
-            Recommendation(int(self.item_ids_[c]), float(scores[c]), int(rated_by[c]))
-            for c in best
+            Recommendation(int(self.item_ids_[c]), float(scores[c]), int(rated_by[c])) for c in best
         ]
 
     def movie_mean(self, movie_ids: np.ndarray) -> np.ndarray:
@@ -117,8 +120,9 @@ class UserKNN:
         positions = np.searchsorted(self.item_ids_, movie_ids)
         positions = np.clip(positions, 0, len(self.item_ids_) - 1)
         found = self.item_ids_[positions] == movie_ids
-        return np.where(found & (self.item_count_[positions] > 0),
-                        self.item_mean_[positions], np.nan)
+        return np.where(
+            found & (self.item_count_[positions] > 0), self.item_mean_[positions], np.nan
+        )
 
     def _neighbour_rows(self, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         similarities = np.asarray(self.unit_rows_ @ self.unit_rows_[row].T.toarray()).ravel()

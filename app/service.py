@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ MAX_N = 50
 MAX_K = 100
 
 
-class State(str, Enum):
+class State(StrEnum):
     """Where the engine is: still building, ready to answer, or failed with a reason."""
 
     LOADING = "loading"
@@ -145,13 +145,17 @@ class Engine:
             self._fail(str(exc), "Point MOVIELENS_SOURCE at an intact MovieLens release.")
             return
         except OSError as exc:
-            self._fail(f"Could not read or write the dataset: {exc}",
-                       "Check that DATA_DIR is writable and has free space.")
+            self._fail(
+                f"Could not read or write the dataset: {exc}",
+                "Check that DATA_DIR is writable and has free space.",
+            )
             return
         except Exception:
             log.exception("Building the model failed")
-            self._fail("Building the model failed unexpectedly; the server log has the details.",
-                       "Retry; if it fails again, report the log.")
+            self._fail(
+                "Building the model failed unexpectedly; the server log has the details.",
+                "Retry; if it fails again, report the log.",
+            )
             return
         self._model = _Model(knn=knn, movies=dataset.movies)
         self._ready(dataset)
@@ -196,12 +200,21 @@ class Engine:
         assert ids is not None
         elapsed = time.monotonic() - self._started_at
         self._status = Status(
-            State.READY, "ready", users=knn.n_users, movies=len(knn.item_ids_),
-            ratings=len(dataset.ratings), user_id_range=(int(ids[0]), int(ids[-1])),
+            State.READY,
+            "ready",
+            users=knn.n_users,
+            movies=len(knn.item_ids_),
+            ratings=len(dataset.ratings),
+            user_id_range=(int(ids[0]), int(ids[-1])),
             seconds_to_ready=elapsed,
         )
-        log.info("Model ready in %.2fs: %d users, %d movies, %d ratings",
-                 elapsed, knn.n_users, len(knn.item_ids_), len(dataset.ratings))
+        log.info(
+            "Model ready in %.2fs: %d users, %d movies, %d ratings",
+            elapsed,
+            knn.n_users,
+            len(knn.item_ids_),
+            len(dataset.ratings),
+        )
 
 
 def _movie_result(

@@ -21,8 +21,15 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORTS = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1440, "height": 900}}
 
 
@@ -37,11 +44,21 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m app` on a free port, serving the real ml-latest-small from a local file."""
     source = require_real_zip()
     port = _free_port()
-    env = {**os.environ, "MOVIELENS_SOURCE": str(source), "PORT": str(port),
-           "DATA_DIR": str(tmp_path_factory.mktemp("data")), "LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "MOVIELENS_SOURCE": str(source),
+        "PORT": str(port),
+        "DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "LOG_LEVEL": "warning",
+    }
     log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "app", "--host", "127.0.0.1"], cwd=ROOT,
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "--host", "127.0.0.1"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -68,8 +85,9 @@ def browser():  # type: ignore[no-untyped-def]
         pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
     playwright_api = pytest.importorskip("playwright.sync_api")
     with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         yield browser
         browser.close()
 
@@ -80,9 +98,14 @@ def test_recommendations_appear_in_place(browser, live_server: str, device: str)
     page = context.new_page()
     problems: list[str] = []
     # 4xx answers are expected here; the browser logs each as a failed resource load.
-    page.on("console", lambda msg: problems.append(msg.text)
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(msg.text)
             if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-            else None)
+            else None
+        ),
+    )
     page.on("pageerror", lambda exc: problems.append(str(exc)))
 
     page.goto(live_server)

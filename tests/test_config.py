@@ -21,11 +21,17 @@ def test_defaults_need_no_environment() -> None:
 
 
 def test_values_are_parsed_from_the_environment() -> None:
-    settings = Settings.from_env({
-        "MOVIELENS_SOURCE": " /srv/ml.zip ", "DATA_DIR": "/var/cache/ml", "PORT": "9000",
-        "WORKERS": "2", "DOWNLOAD_TIMEOUT": "2.5", "MOVIELENS_CHECKSUM": "A" * 32,
-        "LOG_LEVEL": "debug",
-    })
+    settings = Settings.from_env(
+        {
+            "MOVIELENS_SOURCE": " /srv/ml.zip ",
+            "DATA_DIR": "/var/cache/ml",
+            "PORT": "9000",
+            "WORKERS": "2",
+            "DOWNLOAD_TIMEOUT": "2.5",
+            "MOVIELENS_CHECKSUM": "A" * 32,
+            "LOG_LEVEL": "debug",
+        }
+    )
     assert settings.source == "/srv/ml.zip"
     assert settings.data_dir == Path("/var/cache/ml")
     assert (settings.port, settings.workers, settings.download_timeout) == (9000, 2, 2.5)
@@ -33,15 +39,18 @@ def test_values_are_parsed_from_the_environment() -> None:
     assert settings.log_level == "DEBUG"
 
 
-@pytest.mark.parametrize(("env", "value", "message"), [
-    ("PORT", "eighty", "PORT='eighty' has an invalid value"),
-    ("PORT", "70000", "PORT='70000' must be a port number"),
-    ("WORKERS", "0", "WORKERS='0' must be a whole number of at least 1"),
-    ("DOWNLOAD_TIMEOUT", "-1", "DOWNLOAD_TIMEOUT='-1' must be a number greater than 0"),
-    ("MOVIELENS_CHECKSUM", "sha256:xyz", "MOVIELENS_CHECKSUM='sha256:xyz' must be"),
-    ("LOG_LEVEL", "loud", "LOG_LEVEL='loud' must be one of"),
-    ("MOVIELENS_SOURCE", "  ", "MOVIELENS_SOURCE='  ' must not be empty"),
-])
+@pytest.mark.parametrize(
+    ("env", "value", "message"),
+    [
+        ("PORT", "eighty", "PORT='eighty' has an invalid value"),
+        ("PORT", "70000", "PORT='70000' must be a port number"),
+        ("WORKERS", "0", "WORKERS='0' must be a whole number of at least 1"),
+        ("DOWNLOAD_TIMEOUT", "-1", "DOWNLOAD_TIMEOUT='-1' must be a number greater than 0"),
+        ("MOVIELENS_CHECKSUM", "sha256:xyz", "MOVIELENS_CHECKSUM='sha256:xyz' must be"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL='loud' must be one of"),
+        ("MOVIELENS_SOURCE", "  ", "MOVIELENS_SOURCE='  ' must not be empty"),
+    ],
+)
 def test_a_bad_value_names_the_variable(env: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env({env: value})

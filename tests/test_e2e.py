@@ -25,7 +25,11 @@ async def test_real_dataset_over_loopback(  # type: ignore[no-untyped-def]
         elapsed = time.perf_counter() - started
         status = await (await client.get("/api/status")).get_json()
         assert status["state"] == "ready", status
-        assert (status["users"], status["ratings"], status["user_id_range"]) == (610, 100836, [1, 610])
+        assert (status["users"], status["ratings"], status["user_id_range"]) == (
+            610,
+            100836,
+            [1, 610],
+        )
         assert elapsed < 30, f"ready after {elapsed:.1f}s"
 
         body = await (await client.get("/api/users/1/recommendations?n=10&k=5")).get_json()

@@ -30,8 +30,7 @@ async def test_downloads_extracts_and_reports_progress(
 ) -> None:
     url = dataset_server.serve_bytes("/ml-tiny.zip", tiny_zip_bytes)
     seen: list[tuple[str, int, int | None]] = []
-    folder = await fetch_dataset(settings.replace(source=url),
-                                 lambda *event: seen.append(event))
+    folder = await fetch_dataset(settings.replace(source=url), lambda *event: seen.append(event))
     assert folder == settings.data_dir / "ml-tiny"
     assert len(load(folder).ratings) == 11
     assert (settings.data_dir / "ml-tiny.zip").read_bytes() == tiny_zip_bytes
@@ -176,7 +175,9 @@ async def test_published_md5_is_verified(
     settings: Settings, dataset_server: DatasetServer, tiny_zip_bytes: bytes
 ) -> None:
     url = dataset_server.serve_bytes("/ml-tiny.zip", tiny_zip_bytes)
-    dataset_server.serve_bytes("/ml-tiny.zip.md5", b"MD5 (ml-tiny.zip) = " + b"ab" * 16, "text/plain")
+    dataset_server.serve_bytes(
+        "/ml-tiny.zip.md5", b"MD5 (ml-tiny.zip) = " + b"ab" * 16, "text/plain"
+    )
     with pytest.raises(FetchError, match="expected md5:abab"):
         await fetch_dataset(settings.replace(source=url))
 
@@ -188,8 +189,9 @@ async def test_published_md5_is_verified(
 async def test_zip_slip_member_is_refused(
     settings: Settings, dataset_server: DatasetServer, tmp_path: Path
 ) -> None:
-    evil = make_zip({"ratings.csv": TINY_RATINGS, "movies.csv": TINY_MOVIES,
-                     "../../escaped.txt": "gotcha"})
+    evil = make_zip(
+        {"ratings.csv": TINY_RATINGS, "movies.csv": TINY_MOVIES, "../../escaped.txt": "gotcha"}
+    )
     url = dataset_server.serve_bytes("/ml-tiny.zip", evil)
     with pytest.raises(DatasetError, match="unsafe path"):
         await fetch_dataset(settings.replace(source=url))
@@ -199,8 +201,12 @@ async def test_zip_slip_member_is_refused(
 
 async def test_absolute_member_is_refused(settings: Settings, tmp_path: Path) -> None:
     path = tmp_path / "abs.zip"
-    path.write_bytes(make_zip({"ratings.csv": TINY_RATINGS, "movies.csv": TINY_MOVIES,
-                               "/tmp/owned.txt": "x"}, folder=""))
+    path.write_bytes(
+        make_zip(
+            {"ratings.csv": TINY_RATINGS, "movies.csv": TINY_MOVIES, "/tmp/owned.txt": "x"},
+            folder="",
+        )
+    )
     with pytest.raises(DatasetError, match="unsafe path"):
         await fetch_dataset(settings.replace(source=str(path)))
 
@@ -219,8 +225,11 @@ async def test_symlink_member_is_refused(settings: Settings, tmp_path: Path) -> 
 
 async def test_absurd_uncompressed_size_is_refused(settings: Settings, tmp_path: Path) -> None:
     path = tmp_path / "bomb.zip"
-    path.write_bytes(make_zip({"ratings.csv": TINY_RATINGS, "movies.csv": TINY_MOVIES,
-                               "padding.bin": b"\0" * 200_000}))
+    path.write_bytes(
+        make_zip(
+            {"ratings.csv": TINY_RATINGS, "movies.csv": TINY_MOVIES, "padding.bin": b"\0" * 200_000}
+        )
+    )
     with pytest.raises(DatasetError, match="unpack to more than 100,000 bytes"):
         await fetch_dataset(settings.replace(source=str(path), max_extract_bytes=100_000))
 
@@ -288,7 +297,7 @@ async def test_workers_in_separate_processes_share_one_download(
         response = web.StreamResponse(headers={"Content-Length": str(len(tiny_zip_bytes))})
         await response.prepare(request)
         for start in range(0, len(tiny_zip_bytes), 256):
-            await response.write(tiny_zip_bytes[start:start + 256])
+            await response.write(tiny_zip_bytes[start : start + 256])
             await asyncio.sleep(0.01)
         return response
 

@@ -18,10 +18,17 @@ from app.recommender import NotFitted, UnknownUser, UserKNN, _top
 #   user 3: 5 0 0 2 4     |u3|^2 = 45
 #   user 4: 0 1 1 0 5     |u4|^2 = 27
 TINY = [
-    (1, 10, 5.0), (1, 20, 3.0),
-    (2, 10, 4.0), (2, 20, 3.0), (2, 30, 5.0),
-    (3, 10, 5.0), (3, 40, 2.0), (3, 50, 4.0),
-    (4, 20, 1.0), (4, 30, 1.0), (4, 50, 5.0),
+    (1, 10, 5.0),
+    (1, 20, 3.0),
+    (2, 10, 4.0),
+    (2, 20, 3.0),
+    (2, 30, 5.0),
+    (3, 10, 5.0),
+    (3, 40, 2.0),
+    (3, 50, 4.0),
+    (4, 20, 1.0),
+    (4, 30, 1.0),
+    (4, 50, 5.0),
 ]
 
 
@@ -37,11 +44,13 @@ def model() -> UserKNN:
 def test_similar_users_are_the_highest_cosines_by_hand(model: UserKNN) -> None:
     neighbours = model.similar_users(1, k=3)
     assert [n.user_id for n in neighbours] == [2, 3, 4]
-    assert [n.similarity for n in neighbours] == pytest.approx([
-        29 / math.sqrt(34 * 50),  # 5*4 + 3*3
-        25 / math.sqrt(34 * 45),  # 5*5
-        3 / math.sqrt(34 * 27),   # 3*1
-    ])
+    assert [n.similarity for n in neighbours] == pytest.approx(
+        [
+            29 / math.sqrt(34 * 50),  # 5*4 + 3*3
+            25 / math.sqrt(34 * 45),  # 5*5
+            3 / math.sqrt(34 * 27),  # 3*1
+        ]
+    )
 
 
 def test_similar_users_excludes_the_user_and_caps_at_the_others(model: UserKNN) -> None:
@@ -75,8 +84,19 @@ def test_zero_scores_fill_the_list_in_movie_id_order(model: UserKNN) -> None:
 
 
 def test_similarity_ties_go_to_the_lower_user_id() -> None:
-    model = UserKNN().fit(frame([(1, 1, 5.0), (4, 1, 3.0), (4, 2, 4.0), (2, 1, 3.0),
-                                 (2, 2, 4.0), (3, 1, 3.0), (3, 2, 4.0)]))
+    model = UserKNN().fit(
+        frame(
+            [
+                (1, 1, 5.0),
+                (4, 1, 3.0),
+                (4, 2, 4.0),
+                (2, 1, 3.0),
+                (2, 2, 4.0),
+                (3, 1, 3.0),
+                (3, 2, 4.0),
+            ]
+        )
+    )
     assert [n.user_id for n in model.similar_users(1, k=2)] == [2, 3]
 
 
@@ -104,13 +124,16 @@ def test_movie_mean_is_over_all_users(model: UserKNN) -> None:
     assert math.isnan(means[2])
 
 
-@pytest.mark.parametrize(("values", "count", "expected"), [
-    ([1.0, 3.0, 3.0, 2.0, 3.0], 2, [1, 2]),
-    ([1.0, 3.0, 3.0, 2.0, 3.0], 3, [1, 2, 4]),
-    ([0.0, 0.0, 0.0], 2, [0, 1]),
-    ([2.0, 1.0], 5, [0, 1]),
-    ([2.0, 1.0], 0, []),
-])
+@pytest.mark.parametrize(
+    ("values", "count", "expected"),
+    [
+        ([1.0, 3.0, 3.0, 2.0, 3.0], 2, [1, 2]),
+        ([1.0, 3.0, 3.0, 2.0, 3.0], 3, [1, 2, 4]),
+        ([0.0, 0.0, 0.0], 2, [0, 1]),
+        ([2.0, 1.0], 5, [0, 1]),
+        ([2.0, 1.0], 0, []),
+    ],
+)
 def test_top_is_partial_selection_with_index_tie_break(
     values: list[float], count: int, expected: list[int]
 ) -> None:
@@ -122,8 +145,9 @@ def reference_recommend(
 ) -> tuple[list[int], list[int]]:
     """The original design written the plain dense way: pivot, cosine, mean, filter, sort."""
     matrix = ratings.pivot_table(index="user_id", columns="movie_id", values="rating").fillna(0)
-    sims = pd.Series(cosine_similarity(matrix.to_numpy())[matrix.index.get_loc(user_id)],
-                     index=matrix.index).drop(user_id)
+    sims = pd.Series(
+        cosine_similarity(matrix.to_numpy())[matrix.index.get_loc(user_id)], index=matrix.index
+    ).drop(user_id)
     order = np.lexsort((sims.index.to_numpy(), -sims.to_numpy()))
     neighbours = sims.index.to_numpy()[order[:k]]
     scores = matrix.loc[neighbours].mean(axis=0)
@@ -135,8 +159,10 @@ def reference_recommend(
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_matches_the_dense_reference_on_random_data(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    pairs = {(int(u), int(m)) for u, m in zip(rng.integers(1, 60, 900), rng.integers(1, 120, 900),
-                                             strict=True)}
+    pairs = {
+        (int(u), int(m))
+        for u, m in zip(rng.integers(1, 60, 900), rng.integers(1, 120, 900), strict=True)
+    }
     rows = [(u, m, float(rng.integers(1, 11)) / 2) for u, m in sorted(pairs)]
     ratings = frame(rows)
     model = UserKNN().fit(ratings)
@@ -173,8 +199,9 @@ def test_real_data_user_1_gets_unseen_movies_in_score_order(real_ratings: pd.Dat
     assert all(1 <= r.neighbours_rated <= 5 for r in recs)
     neighbours = model.similar_users(1, k=5)
     assert 1 not in [x.user_id for x in neighbours]
-    assert [x.similarity for x in neighbours] == sorted((x.similarity for x in neighbours),
-                                                        reverse=True)
+    assert [x.similarity for x in neighbours] == sorted(
+        (x.similarity for x in neighbours), reverse=True
+    )
 
 
 @pytest.mark.real_data

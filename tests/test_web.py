@@ -70,8 +70,9 @@ async def test_titles_from_the_data_are_escaped(client) -> None:  # type: ignore
     assert "<script>alert(1)" not in body
 
 
-@pytest.mark.parametrize("user_id", ["", "abc", "4.5", "1e3", "٣", "１", "0x10", "1 2",
-                                     "<script>alert(1)</script>"])
+@pytest.mark.parametrize(
+    "user_id", ["", "abc", "4.5", "1e3", "٣", "１", "0x10", "1 2", "<script>alert(1)</script>"]
+)
 async def test_not_a_number_is_a_400(client, user_id: str) -> None:  # type: ignore[no-untyped-def]
     for headers in ({}, HX):
         response = await client.get("/", query_string={"user_id": user_id}, headers=headers)
@@ -90,15 +91,18 @@ async def test_a_number_outside_the_data_names_the_range(client, user_id: str) -
     assert "is not in the dataset. Valid user IDs are 1 to 4." in await text(response)
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("n", "0", "Number of recommendations must be a whole number from 1 to 50."),
-    ("n", "51", "Number of recommendations must be a whole number from 1 to 50."),
-    ("n", "2.5", "Number of recommendations must be a whole number from 1 to 50."),
-    ("n", "-3", "Number of recommendations must be a whole number from 1 to 50."),
-    ("k", "101", "Number of similar users must be a whole number from 1 to 100."),
-    ("k", "abc", "Number of similar users must be a whole number from 1 to 100."),
-    ("k", "<b>x</b>", "Number of similar users must be a whole number from 1 to 100."),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("n", "0", "Number of recommendations must be a whole number from 1 to 50."),
+        ("n", "51", "Number of recommendations must be a whole number from 1 to 50."),
+        ("n", "2.5", "Number of recommendations must be a whole number from 1 to 50."),
+        ("n", "-3", "Number of recommendations must be a whole number from 1 to 50."),
+        ("k", "101", "Number of similar users must be a whole number from 1 to 100."),
+        ("k", "abc", "Number of similar users must be a whole number from 1 to 100."),
+        ("k", "<b>x</b>", "Number of similar users must be a whole number from 1 to 100."),
+    ],
+)
 async def test_n_and_k_out_of_range_name_the_field(  # type: ignore[no-untyped-def]
     client, field: str, value: str, message: str
 ) -> None:
@@ -136,14 +140,17 @@ async def test_api_defaults_and_similar(client) -> None:  # type: ignore[no-unty
     assert [x["user_id"] for x in similar["neighbours"]] == [2, 3]
 
 
-@pytest.mark.parametrize(("path", "status", "fragment"), [
-    ("/api/users/abc/recommendations", 400, "Please enter a valid user ID."),
-    ("/api/users/99/recommendations", 404, "Valid user IDs are 1 to 4."),
-    ("/api/users/1/recommendations?n=0", 400, "from 1 to 50"),
-    ("/api/users/1/similar?k=1000", 400, "from 1 to 100"),
-    ("/api/users/%C3%A9/similar", 400, "Please enter a valid user ID."),
-    ("/api/nope", 404, "not found"),
-])
+@pytest.mark.parametrize(
+    ("path", "status", "fragment"),
+    [
+        ("/api/users/abc/recommendations", 400, "Please enter a valid user ID."),
+        ("/api/users/99/recommendations", 404, "Valid user IDs are 1 to 4."),
+        ("/api/users/1/recommendations?n=0", 400, "from 1 to 50"),
+        ("/api/users/1/similar?k=1000", 400, "from 1 to 100"),
+        ("/api/users/%C3%A9/similar", 400, "Please enter a valid user ID."),
+        ("/api/nope", 404, "not found"),
+    ],
+)
 async def test_api_errors_are_json(client, path: str, status: int, fragment: str) -> None:  # type: ignore[no-untyped-def]
     response = await client.get(path)
     body = await response.get_json()
@@ -212,7 +219,7 @@ def gated_zip_server(dataset_server: DatasetServer, body: bytes) -> tuple[str, a
         await response.prepare(request)
         await response.write(body[: len(body) // 2])
         await release.wait()
-        await response.write(body[len(body) // 2:])
+        await response.write(body[len(body) // 2 :])
         return response
 
     return dataset_server.serve("/ml-tiny.zip", gated), release

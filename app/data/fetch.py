@@ -1,4 +1,4 @@
-"""Get a MovieLens release onto disk: URL, local zip or folder -> an extracted folder under DATA_DIR.
+"""Get a MovieLens release onto disk: URL, local zip or folder -> extracted folder in DATA_DIR.
 
 Downloads stream to a temporary file that is renamed into place only once complete and verified;
 extraction goes to a temporary folder renamed into place the same way, with a marker that lets
@@ -20,7 +20,7 @@ import shutil
 import stat
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -83,7 +83,7 @@ async def fetch_dataset(settings: Settings, progress: ProgressCallback | None = 
         return await _fetch_local_zip(path, settings, report)
     raise FetchError(
         f"MOVIELENS_SOURCE={source!r} is neither an http(s) URL nor an existing zip or folder.",
-        hint="Set MOVIELENS_SOURCE to a MovieLens zip URL, a local .zip file or an extracted folder.",
+        hint="Set MOVIELENS_SOURCE to a MovieLens zip URL, a local .zip or an extracted folder.",
     )
 
 
@@ -134,8 +134,10 @@ async def _fetch_local_zip(path: Path, settings: Settings, report: ProgressCallb
         report("verifying", 0, None)
         digests = await asyncio.to_thread(_verified_zip_digests, path, "")
         if digests is None:
-            raise FetchError(f"{path} is not a valid zip archive.",
-                             hint="Point MOVIELENS_SOURCE at an intact MovieLens zip or folder.")
+            raise FetchError(
+                f"{path} is not a valid zip archive.",
+                hint="Point MOVIELENS_SOURCE at an intact MovieLens zip or folder.",
+            )
         if settings.checksum and not digests.matches(settings.checksum):
             raise _checksum_error(path.name, settings.checksum, digests)
         report("extracting", 0, None)
@@ -166,7 +168,7 @@ async def _file_lock(path: Path, report: ProgressCallback) -> AsyncIterator[None
         os.close(fd)
 
 
-def _cached(folder: Path, origin: dict[str, object], checksum: str) -> bool:
+def _cached(folder: Path, origin: Mapping[str, object], checksum: str) -> bool:
     """True when `folder` holds a complete extraction of the same origin (and checksum)."""
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
@@ -186,12 +188,12 @@ def _cached(folder: Path, origin: dict[str, object], checksum: str) -> bool:
     return True
 
 
-async def _download(
-    url: str, dest: Path, settings: Settings, report: ProgressCallback
-) -> _Digests:
+async def _download(url: str, dest: Path, settings: Settings, report: ProgressCallback) -> _Digests:
     """Download `url` to `dest` with retries and backoff, verifying size, checksum and format."""
     timeout = aiohttp.ClientTimeout(
-        total=None, connect=settings.download_timeout, sock_connect=settings.download_timeout,
+        total=None,
+        connect=settings.download_timeout,
+        sock_connect=settings.download_timeout,
         sock_read=settings.download_timeout,
     )
     attempts = settings.download_retries + 1
@@ -206,8 +208,13 @@ async def _download(
                         f"Could not download {url} after {attempts} attempt(s): {exc}"
                     ) from None
                 delay = settings.download_backoff * 2 ** (attempt - 1)
-                log.warning("Download attempt %d/%d failed (%s); retrying in %.1fs",
-                            attempt, attempts, exc, delay)
+                log.warning(
+                    "Download attempt %d/%d failed (%s); retrying in %.1fs",
+                    attempt,
+                    attempts,
+                    exc,
+                    delay,
+                )
                 report("retrying", 0, None)
                 await asyncio.sleep(delay)
         expected = settings.checksum or await _published_md5(session, url)
@@ -220,7 +227,10 @@ async def _download(
 
 
 async def _download_once(
-    session: aiohttp.ClientSession, url: str, dest: Path, settings: Settings,
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    settings: Settings,
     report: ProgressCallback,
 ) -> _Digests:
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -235,7 +245,7 @@ async def _download_once(
                     f"Downloading {url} failed: the server answered "
                     f"{response.status} {response.reason}.",
                     hint="Check that MOVIELENS_SOURCE names an existing MovieLens zip, "
-                         "or set it to a local copy.",
+                    "or set it to a local copy.",
                 )
             total = response.content_length
             if total is not None and total > settings.max_download_bytes:
@@ -262,7 +272,7 @@ async def _download_once(
         os.replace(part, dest)
         log.info("Downloaded %s (%d bytes) to %s", url, received, dest)
         return _Digests(md5=md5.hexdigest(), sha256=sha256.hexdigest())
-    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+    except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
         raise _Retryable(_describe_network_error(exc)) from None
     finally:
         part.unlink(missing_ok=True)
@@ -275,7 +285,7 @@ async def _published_md5(session: aiohttp.ClientSession, url: str) -> str:
             if response.status != 200:
                 return ""
             text = (await response.content.read(4096)).decode("ascii", "replace")
-    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+    except (TimeoutError, aiohttp.ClientError, ConnectionError):
         return ""
     match = re.search(r"\b[0-9a-fA-F]{32}\b", text)
     return f"md5:{match.group(0).lower()}" if match else ""
@@ -304,7 +314,7 @@ def _checksum_error(what: str, expected: str, digests: _Digests) -> FetchError:
         f"The checksum of {what} does not match: expected {expected}, "
         f"got {algo}:{getattr(digests, algo)}.",
         hint="The file may be corrupt or different from the one expected; check "
-             "MOVIELENS_CHECKSUM, or retry the download.",
+        "MOVIELENS_CHECKSUM, or retry the download.",
     )
 
 
@@ -344,9 +354,13 @@ def _safe_members(archive: zipfile.ZipFile, max_bytes: int) -> list[zipfile.ZipI
         name = info.filename
         parts = PurePosixPath(name.replace("\\", "/")).parts
         if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-            raise DatasetError(f"The archive holds an unsafe path {name!r}; refusing to extract it.")
+            raise DatasetError(
+                f"The archive holds an unsafe path {name!r}; refusing to extract it."
+            )
         if stat.S_ISLNK(info.external_attr >> 16):
-            raise DatasetError(f"The archive holds a symbolic link {name!r}; refusing to extract it.")
+            raise DatasetError(
+                f"The archive holds a symbolic link {name!r}; refusing to extract it."
+            )
         total += info.file_size
         if total > max_bytes:
             raise DatasetError(
@@ -362,7 +376,7 @@ def _safe_members(archive: zipfile.ZipFile, max_bytes: int) -> list[zipfile.ZipI
 
 
 def _extract(
-    zip_path: Path, folder: Path, origin: dict[str, object], digests: _Digests, max_bytes: int
+    zip_path: Path, folder: Path, origin: Mapping[str, object], digests: _Digests, max_bytes: int
 ) -> None:
     """Safely unpack `zip_path` into `folder` via a temporary folder renamed into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -381,8 +395,12 @@ def _extract(
                 with archive.open(info) as src, target.open("wb") as dst:
                     shutil.copyfileobj(src, dst, CHUNK_BYTES)
                 files[relative.as_posix()] = target.stat().st_size
-        marker = {"version": MARKER_VERSION, "origin": origin, "files": files,
-                  "digests": {"md5": digests.md5, "sha256": digests.sha256}}
+        marker = {
+            "version": MARKER_VERSION,
+            "origin": origin,
+            "files": files,
+            "digests": {"md5": digests.md5, "sha256": digests.sha256},
+        }
         (staging / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
         if folder.exists():
             shutil.rmtree(folder)

@@ -33,8 +33,11 @@ class Dataset:
 
 def find_release_dir(root: Path) -> Path:
     """The folder under `root` (itself or up to two levels down) that holds the release files."""
-    candidates = [root, *sorted(p for p in root.glob("*") if p.is_dir()),
-                  *sorted(p for p in root.glob("*/*") if p.is_dir())]
+    candidates = [
+        root,
+        *sorted(p for p in root.glob("*") if p.is_dir()),
+        *sorted(p for p in root.glob("*/*") if p.is_dir()),
+    ]
     for folder in candidates:
         if (folder / RATINGS_FILE).is_file() and (folder / MOVIES_FILE).is_file():
             return folder
@@ -47,10 +50,16 @@ def find_release_dir(root: Path) -> Path:
 def load(root: Path) -> Dataset:
     """Read ratings and movies from an extracted release, validating columns and values."""
     folder = find_release_dir(root)
-    ratings = _read_csv(folder / RATINGS_FILE, RATINGS_COLUMNS,
-                        {"userId": "int64", "movieId": "int64", "rating": "float64"})
-    movies = _read_csv(folder / MOVIES_FILE, MOVIES_COLUMNS,
-                       {"movieId": "int64", "title": "string", "genres": "string"})
+    ratings = _read_csv(
+        folder / RATINGS_FILE,
+        RATINGS_COLUMNS,
+        {"userId": "int64", "movieId": "int64", "rating": "float64"},
+    )
+    movies = _read_csv(
+        folder / MOVIES_FILE,
+        MOVIES_COLUMNS,
+        {"movieId": "int64", "title": "string", "genres": "string"},
+    )
     return Dataset(ratings=_tidy_ratings(ratings), movies=_tidy_movies(movies))
 
 

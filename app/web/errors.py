@@ -17,8 +17,10 @@ log = logging.getLogger(__name__)
 def unknown_user_message(exc: UnknownUser) -> str:
     """Name the valid range, and say so when not every id inside it is used."""
     span = exc.highest - exc.lowest + 1
-    message = (f"User {exc.user_id} is not in the dataset. "
-               f"Valid user IDs are {exc.lowest} to {exc.highest}")
+    message = (
+        f"User {exc.user_id} is not in the dataset. "
+        f"Valid user IDs are {exc.lowest} to {exc.highest}"
+    )
     if span != exc.count:
         message += f" ({exc.count:,} users; not every number in between is used)"
     return message + "."

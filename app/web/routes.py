@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from quart import Blueprint, Response, current_app, redirect, render_template, request
+from quart import Blueprint, current_app, redirect, render_template, request
+from quart.typing import ResponseReturnValue
 from quart.utils import run_sync
 
 from app.recommender import UnknownUser
@@ -21,7 +22,8 @@ FORM_FIELDS = ("user_id", "n", "k")
 
 def engine() -> Engine:
     """The engine this app serves."""
-    return current_app.extensions["engine"]  # type: ignore[no-any-return]
+    engine: Engine = current_app.extensions["engine"]
+    return engine
 
 
 @bp.get("/")
@@ -52,7 +54,7 @@ async def status() -> tuple[str, int, dict[str, str]]:
 
 
 @bp.post("/retry")
-async def retry() -> Response | tuple[str, int, dict[str, str]]:
+async def retry() -> ResponseReturnValue:
     """Start a new build after a failure; htmx gets the loading card, a plain form a redirect."""
     engine().start()
     if is_fragment_request():
@@ -78,7 +80,7 @@ async def readyz() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/favicon.ico")
-async def favicon() -> Response:
+async def favicon() -> ResponseReturnValue:
     """Browsers ask for /favicon.ico whatever the page links; send them the SVG."""
     return redirect("/static/img/favicon.svg", 301)
 

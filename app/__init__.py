@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         # Hypercorn workers are fresh processes: give the app's own log lines somewhere to go.
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("app").setLevel(settings.log_level)
+    logging.getLogger("hypercorn").setLevel(settings.log_level)
 
     engine = Engine(settings)
     app.extensions["engine"] = engine

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from hypercorn.config import Config
 
 from app.config import Settings
@@ -17,8 +19,12 @@ def hypercorn_config(settings: Settings) -> Config:
     config.bind = [f"{host}:{settings.port}"]
     config.workers = settings.workers
     config.graceful_timeout = 10.0
-    config.errorlog = "-"
-    config.accesslog = "-" if settings.log_level == "DEBUG" else None
+    # Loggers rather than "-": their records go through the root handler that create_app()
+    # installs in each worker, once, in the app's format.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.accesslog = (
+        logging.getLogger("hypercorn.access") if settings.log_level == "DEBUG" else None
+    )
     config.loglevel = settings.log_level
     config.include_server_header = False
     return config

@@ -296,8 +296,13 @@ def _describe_network_error(exc: BaseException) -> str:
         return "the server did not answer in time"
     if isinstance(exc, aiohttp.ClientPayloadError):
         return "the transfer was cut off before the end"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"could not resolve the host name {exc.host}"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"could not connect ({exc.os_error.strerror or exc})"
+        reason = exc.os_error.strerror or "no answer"
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            reason = "connection refused"
+        return f"could not connect to {exc.host}:{exc.port} ({reason})"
     return str(exc) or type(exc).__name__
 
 

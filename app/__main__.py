@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -19,22 +20,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.insert(0, "serve")
     parser = _parser()
     options = parser.parse_args(args)
+    # Flags override the environment and go through the same parsers, so they are checked alike.
+    flags = {"HOST": options.host, "PORT": options.port, "WORKERS": options.workers}
+    environ = {**os.environ, **{name: value for name, value in flags.items() if value is not None}}
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(environ)
     except ConfigError as exc:
         parser.error(str(exc))
-    overrides = {
-        name: getattr(options, name)
-        for name in ("host", "port", "workers")
-        if getattr(options, name) is not None
-    }
-    return serve(settings.replace(**overrides))
+    return serve(settings)
 
 
 def serve(settings: Settings) -> int:
     """Run Hypercorn in the foreground until it is stopped."""
-    import os
-
     from hypercorn.run import run
 
     from app.server import hypercorn_config
@@ -52,8 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve the web app and API (the default)")
     serve_cmd.add_argument("--host", help="address to listen on (env HOST)")
-    serve_cmd.add_argument("--port", type=int, help="port to listen on (env PORT)")
-    serve_cmd.add_argument("--workers", type=int, help="Hypercorn worker processes (env WORKERS)")
+    serve_cmd.add_argument("--port", help="port to listen on (env PORT)")
+    serve_cmd.add_argument("--workers", help="Hypercorn worker processes (env WORKERS)")
     return parser
 
 

@@ -119,7 +119,7 @@ def test_recommendations_appear_in_place(browser, live_server: str, device: str)
     assert page.locator("ol.movies li.movie").count() == 6
     assert page.locator("table.neighbours tbody tr").count() == 5
     assert page.evaluate("window.__marker") == "same page", "the page must not reload"
-    assert page.url.endswith("/?user_id=42&n=6&k=")
+    assert page.url.endswith("/?user_id=42&n=6&k=5")
     first_title = page.locator(".movie-title").first.inner_text()
     assert first_title
 
@@ -132,7 +132,7 @@ def test_recommendations_appear_in_place(browser, live_server: str, device: str)
     alert.wait_for()
     assert alert.inner_text() == "Please enter a valid user ID."
     assert page.evaluate("window.__marker") == "same page"
-    assert page.url.endswith("/?user_id=42&n=6&k="), "a failed query is not pushed to history"
+    assert page.url.endswith("/?user_id=42&n=6&k=5"), "a failed query is not pushed to history"
 
     page.fill("#user_id", "99999")
     page.click("button[type=submit]")

@@ -251,7 +251,9 @@ async def _download_once(
             if total is not None and total > settings.max_download_bytes:
                 raise _too_big(url, total, settings.max_download_bytes)
             received = 0
+            logged = 0
             report("downloading", 0, total)
+            log.info("Downloading %s (%s bytes)", url, "unknown" if total is None else f"{total:,}")
             with part.open("wb") as out:
                 async for chunk in response.content.iter_chunked(CHUNK_BYTES):
                     received += len(chunk)
@@ -261,6 +263,15 @@ async def _download_once(
                     md5.update(chunk)
                     sha256.update(chunk)
                     report("downloading", received, total)
+                    # A log line per tenth of the file (or per 16 MiB when the size is unknown).
+                    step = total // 10 if total else 16 << 20
+                    if step and received - logged >= step:
+                        logged = received
+                        log.info(
+                            "Downloaded %s of %s bytes",
+                            f"{received:,}",
+                            "?" if total is None else f"{total:,}",
+                        )
             if total is not None and received != total:
                 raise _Retryable(f"the transfer ended after {received} of {total} bytes")
         report("verifying", received, total)

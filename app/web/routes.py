@@ -104,6 +104,9 @@ async def _answer(args: Mapping[str, str]) -> tuple[dict[str, Any], int]:
 
 def _context(args: Mapping[str, str]) -> dict[str, Any]:
     form = {name: args.get(name, "") for name in FORM_FIELDS}
+    # Show the defaults as values, so the pushed URL reads ?user_id=42&n=5&k=5.
+    form["n"] = form["n"] or str(DEFAULT_N)
+    form["k"] = form["k"] or str(DEFAULT_K)
     return {
         "status": engine().status,
         "form": form,

@@ -114,15 +114,14 @@ class UserKNN:
             Recommendation(int(self.item_ids_[c]), float(scores[c]), int(rated_by[c])) for c in best
         ]
 
-    def movie_mean(self, movie_ids: np.ndarray) -> np.ndarray:
-        """Each movie's mean rating over all users (NaN for a movie nobody rated)."""
+    def movie_stats(self, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each movie's mean rating over all users and its number of ratings (NaN and 0 if none)."""
         self._check_fitted()
         positions = np.searchsorted(self.item_ids_, movie_ids)
         positions = np.clip(positions, 0, len(self.item_ids_) - 1)
         found = self.item_ids_[positions] == movie_ids
-        return np.where(
-            found & (self.item_count_[positions] > 0), self.item_mean_[positions], np.nan
-        )
+        counts = np.where(found, self.item_count_[positions], 0)
+        return np.where(counts > 0, self.item_mean_[positions], np.nan), counts
 
     def _neighbour_rows(self, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         similarities = np.asarray(self.unit_rows_ @ self.unit_rows_[row].T.toarray()).ravel()

@@ -119,6 +119,8 @@ class Engine:
             return
         if self.ready:
             return
+        # Loading from this moment, so a page rendered right after a retry already polls.
+        self._set(State.LOADING, "starting")
         self._task = asyncio.get_running_loop().create_task(self.build(), name="engine-build")
 
     async def stop(self) -> None:
@@ -166,8 +168,7 @@ class Engine:
         neighbours = model.knn.similar_users(user_id, k)
         picks = model.knn.recommend(user_id, n, k)
         ids = np.fromiter((p.movie_id for p in picks), dtype=np.int64, count=len(picks))
-        means = model.knn.movie_mean(ids)
-        counts = model.knn.item_count_[np.searchsorted(model.knn.item_ids_, ids)]
+        means, counts = model.knn.movie_stats(ids)
         movies = [
             _movie_result(model.movies, pick, mean, int(count))
             for pick, mean, count in zip(picks, means, counts, strict=True)

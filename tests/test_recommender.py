@@ -118,10 +118,11 @@ def test_unfitted_model_refuses() -> None:
         UserKNN().recommend(1)
 
 
-def test_movie_mean_is_over_all_users(model: UserKNN) -> None:
-    means = model.movie_mean(np.array([10, 30, 60]))
+def test_movie_stats_are_over_all_users(model: UserKNN) -> None:
+    means, counts = model.movie_stats(np.array([10, 30, 60]))
     assert means[:2] == pytest.approx([(5 + 4 + 5) / 3, (5 + 1) / 2])
     assert math.isnan(means[2])
+    assert counts.tolist() == [3, 2, 0]
 
 
 @pytest.mark.parametrize(

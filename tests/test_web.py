@@ -278,6 +278,7 @@ async def test_failed_state_explains_and_retries(  # type: ignore[no-untyped-def
         dataset_server.serve_bytes("/ml-tiny.zip", tiny_zip_bytes)
         retry = await client.post("/retry", headers=HX)
         assert retry.status_code == 200
+        assert 'hx-trigger="every 1s"' in await text(retry)
         await wait_until_settled(app)
         assert (await client.get("/readyz")).status_code == 200
         plain = await client.post("/retry")

@@ -176,7 +176,10 @@ def _cached(folder: Path, origin: Mapping[str, object], checksum: str) -> bool:
         return False
     if marker.get("version") != MARKER_VERSION or marker.get("origin") != origin:
         return False
-    if checksum and not _Digests(**marker.get("digests", {})).matches(checksum):
+    try:
+        if checksum and not _Digests(**marker["digests"]).matches(checksum):
+            return False
+    except (KeyError, TypeError):
         return False
     files = marker.get("files", {})
     if not files:

@@ -48,9 +48,10 @@ async def status() -> tuple[str, int, dict[str, str]]:
     if not engine().ready:
         html = await render_template("partials/_status.html", **_context({}))
         return html, 200, _vary()
-    context, code = await _answer(request.args)
+    # A poll always succeeds; a bad query shows its message inside the form it swaps in.
+    context, _ = await _answer(request.args)
     html = await render_template("partials/_app.html", **context)
-    return html, 200 if code in (200, 400, 404) else code, _vary()
+    return html, 200, _vary()
 
 
 @bp.post("/retry")

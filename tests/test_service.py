@@ -1,0 +1,74 @@
+"""The Engine: build states, the answer it assembles, start/stop semantics."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from app.config import Settings
+from app.service import Engine, NotReady, State
+from tests.conftest import DatasetServer
+
+
+async def test_build_makes_the_engine_ready(settings: Settings, tiny_zip: Path) -> None:
+    engine = Engine(settings.replace(source=str(tiny_zip)))
+    with pytest.raises(NotReady):
+        engine.recommend(1)
+    await engine.build()
+    status = engine.status
+    assert engine.ready and status.state is State.READY
+    assert (status.users, status.movies, status.ratings) == (4, 5, 11)
+    assert status.user_id_range == (1, 4) and status.seconds_to_ready is not None
+
+
+async def test_answer_joins_titles_and_averages(settings: Settings, tiny_zip: Path) -> None:
+    engine = Engine(settings.replace(source=str(tiny_zip)))
+    await engine.build()
+    answer = engine.recommend(1, n=3, k=2)
+    heat = answer.movies[0]
+    assert (heat.movie_id, heat.title, heat.year, heat.genres) == (
+        30,
+        "Heat",
+        1995,
+        ("Action", "Crime", "Thriller"),
+    )
+    assert heat.avg_rating == pytest.approx(3.0) and heat.ratings_count == 2
+    assert [m.movie_id for m in answer.movies] == [30, 50, 40]
+    assert answer.movies[1].year is None  # "Babylon 5" has no year
+    assert [n.user_id for n in answer.neighbours] == [2, 3]
+    assert [n.user_id for n in engine.similar_users(4, k=1)] == [3]  # 20/sqrt(27*45)
+
+
+async def test_failure_is_recorded_not_raised(settings: Settings) -> None:
+    engine = Engine(settings)  # the source does not exist
+    await engine.build()
+    status = engine.status
+    assert status.state is State.FAILED and not engine.ready
+    assert "neither an http(s) URL" in status.error and "MOVIELENS_SOURCE" in status.hint
+    with pytest.raises(NotReady, match="neither"):
+        engine.recommend(1)
+
+
+async def test_start_runs_one_build_and_stop_cancels_it(
+    settings: Settings, dataset_server: DatasetServer
+) -> None:
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def never_finishes(request: web.Request) -> web.StreamResponse:
+        started.set()
+        await finish.wait()
+        return web.Response()
+
+    engine = Engine(settings.replace(source=dataset_server.serve("/ml.zip", never_finishes)))
+    engine.start()
+    engine.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.sleep(0.05)
+    assert dataset_server.hits["/ml.zip"] == 1
+    assert engine.status.state is State.LOADING
+    await asyncio.wait_for(engine.stop(), 5)
+    assert not engine.ready
+    finish.set()

@@ -69,7 +69,7 @@ def test_empty_ratings_are_reported(tmp_path: Path) -> None:
         load(release(tmp_path, ratings="userId,movieId,rating\n"))
 
 
-def test_duplicate_ratings_are_reported(tmp_path: Path) -> None:
-    ratings = "userId,movieId,rating\n1,10,4.0\n1,10,3.0\n"
-    with pytest.raises(DatasetError, match="same movie twice"):
-        load(release(tmp_path, ratings=ratings))
+def test_repeated_ratings_are_averaged_like_a_pivot_table(tmp_path: Path) -> None:
+    ratings = "userId,movieId,rating\n1,10,4.0\n2,10,2.0\n1,10,3.0\n"
+    frame = load(release(tmp_path, ratings=ratings)).ratings
+    assert sorted(map(tuple, frame.to_numpy().tolist())) == [(1, 10, 3.5), (2, 10, 2.0)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ MOVIES_FILE = "movies.csv"
 RATINGS_COLUMNS = {"userId": "user_id", "movieId": "movie_id", "rating": "rating"}
 MOVIES_COLUMNS = {"movieId": "movie_id", "title": "title", "genres": "genres"}
 NO_GENRES = "(no genres listed)"
+
+log = logging.getLogger(__name__)
 
 # "Toy Story (1995)", "Babylon 5 (1994-1998)", "Ready Player One (2018) " all carry a year
 _TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:[-–]\d{0,4})?\)\s*$")
@@ -93,9 +96,17 @@ def _tidy_ratings(frame: pd.DataFrame) -> pd.DataFrame:
             f"{RATINGS_FILE} has a rating of {row['rating']} (user {row['user_id']}, "
             f"movie {row['movie_id']}); ratings must be above 0 and at most 5"
         )
-    if frame.duplicated(["user_id", "movie_id"]).any():
-        raise DatasetError(f"{RATINGS_FILE} rates the same movie twice for one user")
-    return frame.astype({"user_id": np.int64, "movie_id": np.int64, "rating": np.float64})
+    frame = frame.astype({"user_id": np.int64, "movie_id": np.int64, "rating": np.float64})
+    repeats = frame.duplicated(["user_id", "movie_id"])
+    if repeats.any():
+        # One cell per (user, movie), as a pivot table makes it: repeated ratings are averaged.
+        log.warning(
+            "%s rates %d (user, movie) pairs more than once; using their mean",
+            RATINGS_FILE,
+            int(repeats.sum()),
+        )
+        frame = frame.groupby(["user_id", "movie_id"], as_index=False, sort=False)["rating"].mean()
+    return frame
 
 
 def _tidy_movies(frame: pd.DataFrame) -> pd.DataFrame:

@@ -80,23 +80,31 @@ class UserKNN:
         """Number of users in the fitted data."""
         return 0 if self.user_ids_ is None else len(self.user_ids_)
 
-    def has_user(self, user_id: int) -> bool:
-        """True when `user_id` is in the fitted data."""
-        return self._row_or_none(user_id) is not None
-
     def similar_users(self, user_id: int, k: int = 5) -> list[Neighbour]:
         """The k users most similar to `user_id` (itself excluded), ties to the lower user id."""
-        row = self._row(user_id)
-        rows, sims = self._neighbour_rows(row, k)
-        return [
-            Neighbour(int(self.user_ids_[r]), float(s))  # type: ignore[index]
-            for r, s in zip(rows, sims, strict=True)
-        ]
+        return self._neighbours(*self._neighbour_rows(self._row(user_id), k))
 
     def recommend(self, user_id: int, n: int = 5, k: int = 5) -> list[Recommendation]:
         """The n best movies `user_id` has not rated, by the mean of k neighbours' ratings."""
         row = self._row(user_id)
-        neighbour_rows, _ = self._neighbour_rows(row, k)
+        return self._score(row, self._neighbour_rows(row, k)[0], n)
+
+    def recommend_with_neighbours(
+        self, user_id: int, n: int = 5, k: int = 5
+    ) -> tuple[list[Neighbour], list[Recommendation]]:
+        """similar_users() and recommend() together, from one pass over the similarities."""
+        row = self._row(user_id)
+        neighbour_rows, similarities = self._neighbour_rows(row, k)
+        return (self._neighbours(neighbour_rows, similarities), self._score(row, neighbour_rows, n))
+
+    def _neighbours(self, rows: np.ndarray, similarities: np.ndarray) -> list[Neighbour]:
+        assert self.user_ids_ is not None
+        return [
+            Neighbour(int(self.user_ids_[r]), float(s))
+            for r, s in zip(rows, similarities, strict=True)
+        ]
+
+    def _score(self, row: int, neighbour_rows: np.ndarray, n: int) -> list[Recommendation]:
         if len(neighbour_rows) == 0:
             return []
         block = self.ratings_[neighbour_rows]

@@ -85,12 +85,34 @@ class Recommendations:
     neighbours: list[Neighbour]
 
 
+@dataclass(frozen=True)
+class _Movie:
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+
+
 @dataclass
 class _Model:
     """What a build produces; swapped in with one assignment."""
 
     knn: UserKNN
-    movies: pd.DataFrame
+    catalogue: dict[int, _Movie]
+
+
+def _fit(dataset: Dataset) -> _Model:
+    """Fit the recommender and index the movie metadata, so requests only look things up."""
+    catalogue = {
+        int(movie_id): _Movie(
+            title=str(title),
+            year=None if pd.isna(year) else int(year),
+            genres=tuple(g for g in str(genres).split("|") if g),
+        )
+        for movie_id, title, year, genres in dataset.movies[["title", "year", "genres"]].itertuples(
+            name=None
+        )
+    }
+    return _Model(knn=UserKNN().fit(dataset.ratings), catalogue=catalogue)
 
 
 @dataclass
@@ -138,8 +160,8 @@ class Engine:
             folder = await fetch_dataset(self.settings, self._on_fetch_progress)
             self._set(State.LOADING, "loading ratings")
             dataset = await asyncio.to_thread(load, folder)
-            self._set(State.LOADING, "computing similarities", total=None)
-            knn = await asyncio.to_thread(UserKNN().fit, dataset.ratings)
+            self._set(State.LOADING, "computing similarities")
+            model = await asyncio.to_thread(_fit, dataset)
         except FetchError as exc:
             self._fail(str(exc), exc.hint)
             return
@@ -159,18 +181,17 @@ class Engine:
                 "Retry; if it fails again, report the log.",
             )
             return
-        self._model = _Model(knn=knn, movies=dataset.movies)
+        self._model = model
         self._ready(dataset)
 
     def recommend(self, user_id: int, n: int = 5, k: int = 5) -> Recommendations:
         """Recommendations for a known user (blocking: call it in a thread)."""
         model = self._require_model()
-        neighbours = model.knn.similar_users(user_id, k)
-        picks = model.knn.recommend(user_id, n, k)
+        neighbours, picks = model.knn.recommend_with_neighbours(user_id, n, k)
         ids = np.fromiter((p.movie_id for p in picks), dtype=np.int64, count=len(picks))
         means, counts = model.knn.movie_stats(ids)
         movies = [
-            _movie_result(model.movies, pick, mean, int(count))
+            _movie_result(model.catalogue.get(pick.movie_id), pick, mean, int(count))
             for pick, mean, count in zip(picks, means, counts, strict=True)
         ]
         return Recommendations(user_id, n, k, movies, neighbours)
@@ -219,19 +240,15 @@ class Engine:
 
 
 def _movie_result(
-    movies: pd.DataFrame, pick: Recommendation, mean: float, count: int
+    movie: _Movie | None, pick: Recommendation, mean: float, count: int
 ) -> MovieResult:
-    movie_id = pick.movie_id
-    if movie_id in movies.index:
-        row = movies.loc[movie_id]
-        title, year, genres = row["title"], row["year"], row["genres"]
-    else:
-        title, year, genres = f"Movie {movie_id}", None, ""
+    # A rated movie missing from movies.csv still gets a row, under its id.
+    movie = movie or _Movie(title=f"Movie {pick.movie_id}", year=None, genres=())
     return MovieResult(
-        movie_id=movie_id,
-        title=str(title),
-        year=None if year is None or pd.isna(year) else int(year),
-        genres=tuple(g for g in str(genres).split("|") if g),
+        movie_id=pick.movie_id,
+        title=movie.title,
+        year=movie.year,
+        genres=movie.genres,
         score=pick.score,
         neighbours_rated=pick.neighbours_rated,
         avg_rating=None if math.isnan(mean) else float(mean),

@@ -1,7 +1,8 @@
 """Time to ready and per-request latency of the original recommender on a real release.
 
 Usage: python bench/recommend_latency.py [path-to-zip-or-folder] [--users 500]
-Prints a table: load and fit times, then recommend() latency (median, p90, p99).
+Builds through the Engine (the pipeline the server runs) and times Engine.recommend(), the
+whole answer a request gets: neighbours, scores, titles and averages.
 """
 
 from __future__ import annotations
@@ -16,15 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Settings
-from app.data.fetch import fetch_dataset
-from app.data.movielens import load
-from app.recommender import UserKNN
+from app.recommender import UnknownUser
+from app.service import Engine
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small.zip"
-
-
-def percentile(samples: list[float], q: float) -> float:
-    return float(np.percentile(samples, q))
+CASES = ((5, 5), (10, 5), (50, 100))
 
 
 def main() -> None:
@@ -35,59 +32,46 @@ def main() -> None:
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as data_dir:
-        settings = Settings(source=options.source, data_dir=Path(data_dir))
-        started = time.perf_counter()
-        folder = asyncio.run(fetch_dataset(settings))
-        fetched = time.perf_counter()
-        dataset = load(folder)
-        loaded = time.perf_counter()
-        model = UserKNN().fit(dataset.ratings)
-        fitted = time.perf_counter()
+        engine = Engine(Settings(source=options.source, data_dir=Path(data_dir)))
+        asyncio.run(engine.build())
+    status = engine.status
+    if not engine.ready:
+        raise SystemExit(f"build failed: {status.error}")
+    assert status.user_id_range is not None
 
     rng = np.random.default_rng(options.seed)
-    assert model.user_ids_ is not None
-    users = rng.choice(model.user_ids_, size=options.users)
-    for user in users[:20]:
-        model.recommend(int(user))  # warm caches before timing
-    rows = []
-    for n, k in ((5, 5), (10, 5), (50, 100)):
-        samples = []
-        for user in users:
-            t0 = time.perf_counter()
-            model.recommend(int(user), n=n, k=k)
-            samples.append((time.perf_counter() - t0) * 1000)
-        rows.append(
-            (
-                f"recommend n={n} k={k}",
-                statistics.median(samples),
-                percentile(samples, 90),
-                percentile(samples, 99),
-            )
-        )
+    low, high = status.user_id_range
+    users: list[int] = []
+    while len(users) < options.users:  # ids may have gaps: keep the ones in the data
+        candidate = int(rng.integers(low, high + 1))
+        try:
+            engine.recommend(candidate)  # also warms caches before timing
+        except UnknownUser:
+            continue
+        users.append(candidate)
 
     print(f"dataset: {options.source}")
     print(
-        f"{len(dataset.ratings):,} ratings, {model.n_users:,} users, "
-        f"{len(model.item_ids_):,} movies"
+        f"{status.ratings:,} ratings, {status.users:,} users, {status.movies:,} movies; "
+        f"ready {status.seconds_to_ready:.3f} s after the build started"
     )
-    print()
-    print(f"| {'step':<28} | {'seconds':>9} |")
-    print(f"|{'-' * 30}|{'-' * 11}|")
-    for step, seconds in (
-        ("fetch + extract", fetched - started),
-        ("load CSV", loaded - fetched),
-        ("fit", fitted - loaded),
-        ("total to ready", fitted - started),
-    ):
-        print(f"| {step:<28} | {seconds:>9.3f} |")
     print()
     print(
-        f"| {'latency over ' + str(options.users) + ' users':<28} | {'median ms':>9} | "
+        f"| {'Engine.recommend, ' + str(len(users)) + ' users':<30} | {'median ms':>9} | "
         f"{'p90 ms':>8} | {'p99 ms':>8} |"
     )
-    print(f"|{'-' * 30}|{'-' * 11}|{'-' * 10}|{'-' * 10}|")
-    for name, median, p90, p99 in rows:
-        print(f"| {name:<28} | {median:>9.3f} | {p90:>8.3f} | {p99:>8.3f} |")
+    print(f"|{'-' * 32}|{'-' * 11}|{'-' * 10}|{'-' * 10}|")
+    for n, k in CASES:
+        samples = []
+        for user in users:
+            started = time.perf_counter()
+            engine.recommend(user, n=n, k=k)
+            samples.append((time.perf_counter() - started) * 1000)
+        p90, p99 = np.percentile(samples, [90, 99])
+        print(
+            f"| {f'n={n} k={k}':<30} | {statistics.median(samples):>9.3f} | "
+            f"{p90:>8.3f} | {p99:>8.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -123,6 +123,8 @@ def test_recommendations_appear_in_place(browser, live_server: str, device: str)
     first_title = page.locator(".movie-title").first.inner_text()
     assert first_title
 
+    width = VIEWPORTS[device]["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "page overflows"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"results-{device}.png"), full_page=True)
 
@@ -137,6 +139,7 @@ def test_recommendations_appear_in_place(browser, live_server: str, device: str)
     page.fill("#user_id", "99999")
     page.click("button[type=submit]")
     alert.filter(has_text="Valid user IDs are 1 to 610.").wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "page overflows"
     page.screenshot(path=str(ARTIFACTS / f"error-{device}.png"), full_page=True)
 
     page.goto(f"{live_server}/?user_id=7&n=3&k=5")

@@ -78,6 +78,13 @@ def test_recommend_never_returns_movies_the_user_rated(model: UserKNN) -> None:
         assert not rated & {r.movie_id for r in model.recommend(user, n=10, k=3)}
 
 
+def test_one_pass_gives_both_answers(model: UserKNN) -> None:
+    for user in (1, 2, 3, 4):
+        neighbours, recs = model.recommend_with_neighbours(user, n=3, k=2)
+        assert neighbours == model.similar_users(user, k=2)
+        assert recs == model.recommend(user, n=3, k=2)
+
+
 def test_zero_scores_fill_the_list_in_movie_id_order(model: UserKNN) -> None:
     recs = model.recommend(1, n=5, k=1)  # only user 2, who rated just 30 of the unseen films
     assert [(r.movie_id, r.score) for r in recs] == [(30, 5.0), (40, 0.0), (50, 0.0)]

@@ -72,3 +72,21 @@ async def test_start_runs_one_build_and_stop_cancels_it(
     await asyncio.wait_for(engine.stop(), 5)
     assert not engine.ready
     finish.set()
+
+
+async def test_a_rated_movie_missing_from_movies_csv_keeps_its_id(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from tests.conftest import TINY_MOVIES, TINY_RATINGS, make_zip
+
+    path = tmp_path / "extra.zip"
+    path.write_bytes(
+        make_zip({"ratings.csv": TINY_RATINGS + "2,70,4.5,964982931\n", "movies.csv": TINY_MOVIES})
+    )
+    engine = Engine(settings.replace(source=str(path)))
+    await engine.build()
+    movies = {m.movie_id: m for m in engine.recommend(1, n=10, k=3).movies}
+    assert sorted(movies) == [30, 40, 50, 70]  # every film user 1 has not rated
+    extra = movies[70]
+    assert (extra.title, extra.year, extra.genres, extra.ratings_count) == ("Movie 70", None, (), 1)
+    assert movies[30].title == "Heat"

@@ -16,7 +16,7 @@ import pandas as pd
 from app.config import Settings
 from app.data.fetch import FetchError, fetch_dataset
 from app.data.movielens import Dataset, DatasetError, load
-from app.recommender import Neighbour, Recommendation, UserKNN
+from app.recommender import Neighbour, RatingMatrix, Recommendation, UserKNN
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _fit(dataset: Dataset) -> _Model:
             name=None
         )
     }
-    return _Model(knn=UserKNN().fit(dataset.ratings), catalogue=catalogue)
+    return _Model(knn=UserKNN().fit(RatingMatrix.from_frame(dataset.ratings)), catalogue=catalogue)
 
 
 @dataclass
@@ -189,7 +189,7 @@ class Engine:
         model = self._require_model()
         neighbours, picks = model.knn.recommend_with_neighbours(user_id, n, k)
         ids = np.fromiter((p.movie_id for p in picks), dtype=np.int64, count=len(picks))
-        means, counts = model.knn.movie_stats(ids)
+        means, counts = _movie_stats(model.knn.matrix, ids)
         movies = [
             _movie_result(model.catalogue.get(pick.movie_id), pick, mean, int(count))
             for pick, mean, count in zip(picks, means, counts, strict=True)
@@ -217,15 +217,14 @@ class Engine:
         self._status = Status(State.FAILED, "failed", error=error, hint=hint)
 
     def _ready(self, dataset: Dataset) -> None:
-        knn = self._require_model().knn
-        ids = knn.user_ids_
-        assert ids is not None
+        matrix = self._require_model().knn.matrix
+        ids = matrix.user_ids
         elapsed = time.monotonic() - self._started_at
         self._status = Status(
             State.READY,
             "ready",
-            users=knn.n_users,
-            movies=len(knn.item_ids_),
+            users=matrix.n_users,
+            movies=matrix.n_items,
             ratings=len(dataset.ratings),
             user_id_range=(int(ids[0]), int(ids[-1])),
             seconds_to_ready=elapsed,
@@ -233,10 +232,18 @@ class Engine:
         log.info(
             "Model ready in %.2fs: %d users, %d movies, %d ratings",
             elapsed,
-            knn.n_users,
-            len(knn.item_ids_),
+            matrix.n_users,
+            matrix.n_items,
             len(dataset.ratings),
         )
+
+
+def _movie_stats(matrix: RatingMatrix, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each movie's mean rating over all users and its number of ratings (NaN and 0 if none)."""
+    columns, found = matrix.columns(movie_ids)
+    counts = np.where(found, matrix.item_count[columns], 0)
+    means = np.where(counts > 0, matrix.item_mean[columns], np.nan)
+    return means, counts
 
 
 def _movie_result(

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics.pairwise import cosine_similarity
 
-from app.recommender import NotFitted, UnknownUser, UserKNN, _top
+from app.recommender import NotFitted, RatingMatrix, UnknownUser, UserKNN, top
 
 # Rows of the tiny matrix (movies 10, 20, 30, 40, 50):
 #   user 1: 5 3 0 0 0     |u1|^2 = 34
@@ -36,9 +36,14 @@ def frame(rows: list[tuple[int, int, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "movie_id", "rating"])
 
 
+def fit(rows: list[tuple[int, int, float]] | pd.DataFrame) -> UserKNN:
+    ratings = rows if isinstance(rows, pd.DataFrame) else frame(rows)
+    return UserKNN().fit(RatingMatrix.from_frame(ratings))
+
+
 @pytest.fixture
 def model() -> UserKNN:
-    return UserKNN().fit(frame(TINY))
+    return fit(TINY)
 
 
 def test_similar_users_are_the_highest_cosines_by_hand(model: UserKNN) -> None:
@@ -91,24 +96,22 @@ def test_zero_scores_fill_the_list_in_movie_id_order(model: UserKNN) -> None:
 
 
 def test_similarity_ties_go_to_the_lower_user_id() -> None:
-    model = UserKNN().fit(
-        frame(
-            [
-                (1, 1, 5.0),
-                (4, 1, 3.0),
-                (4, 2, 4.0),
-                (2, 1, 3.0),
-                (2, 2, 4.0),
-                (3, 1, 3.0),
-                (3, 2, 4.0),
-            ]
-        )
+    model = fit(
+        [
+            (1, 1, 5.0),
+            (4, 1, 3.0),
+            (4, 2, 4.0),
+            (2, 1, 3.0),
+            (2, 2, 4.0),
+            (3, 1, 3.0),
+            (3, 2, 4.0),
+        ]
     )
     assert [n.user_id for n in model.similar_users(1, k=2)] == [2, 3]
 
 
 def test_score_ties_go_to_the_lower_movie_id() -> None:
-    model = UserKNN().fit(frame([(1, 1, 5.0), (2, 1, 5.0), (2, 9, 4.0), (2, 3, 4.0)]))
+    model = fit([(1, 1, 5.0), (2, 1, 5.0), (2, 9, 4.0), (2, 3, 4.0)])
     assert [r.movie_id for r in model.recommend(1, n=2, k=1)] == [3, 9]
 
 
@@ -125,11 +128,11 @@ def test_unfitted_model_refuses() -> None:
         UserKNN().recommend(1)
 
 
-def test_movie_stats_are_over_all_users(model: UserKNN) -> None:
-    means, counts = model.movie_stats(np.array([10, 30, 60]))
-    assert means[:2] == pytest.approx([(5 + 4 + 5) / 3, (5 + 1) / 2])
-    assert math.isnan(means[2])
-    assert counts.tolist() == [3, 2, 0]
+def test_movie_means_are_over_all_users(model: UserKNN) -> None:
+    columns, found = model.matrix.columns(np.array([10, 30, 60]))
+    assert found.tolist() == [True, True, False]
+    assert model.matrix.item_mean[columns[:2]] == pytest.approx([(5 + 4 + 5) / 3, (5 + 1) / 2])
+    assert model.matrix.item_count[columns[:2]].tolist() == [3, 2]
 
 
 @pytest.mark.parametrize(
@@ -145,7 +148,7 @@ def test_movie_stats_are_over_all_users(model: UserKNN) -> None:
 def test_top_is_partial_selection_with_index_tie_break(
     values: list[float], count: int, expected: list[int]
 ) -> None:
-    assert _top(np.array(values), count).tolist() == expected
+    assert top(np.array(values), count).tolist() == expected
 
 
 def reference_recommend(
@@ -173,7 +176,7 @@ def test_matches_the_dense_reference_on_random_data(seed: int) -> None:
     }
     rows = [(u, m, float(rng.integers(1, 11)) / 2) for u, m in sorted(pairs)]
     ratings = frame(rows)
-    model = UserKNN().fit(ratings)
+    model = fit(ratings)
     for user in rng.choice(ratings["user_id"].unique(), 10, replace=False):
         for n, k in ((5, 5), (10, 1), (20, 12)):
             neighbours, movies = reference_recommend(ratings, int(user), n, k)
@@ -196,8 +199,8 @@ def real_ratings(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 
 @pytest.mark.real_data
 def test_real_data_user_1_gets_unseen_movies_in_score_order(real_ratings: pd.DataFrame) -> None:
-    model = UserKNN().fit(real_ratings)
-    assert model.n_users == 610
+    model = fit(real_ratings)
+    assert model.matrix.n_users == 610
     rated = set(real_ratings.loc[real_ratings["user_id"] == 1, "movie_id"])
     recs = model.recommend(1, n=10, k=5)
     assert len(recs) == 10
@@ -214,8 +217,57 @@ def test_real_data_user_1_gets_unseen_movies_in_score_order(real_ratings: pd.Dat
 
 @pytest.mark.real_data
 def test_real_data_matches_the_dense_reference(real_ratings: pd.DataFrame) -> None:
-    model = UserKNN().fit(real_ratings)
+    model = fit(real_ratings)
     for user in (1, 42, 414, 610):
         neighbours, movies = reference_recommend(real_ratings, user, 10, 5)
         assert [x.user_id for x in model.similar_users(user, 5)] == neighbours
         assert [r.movie_id for r in model.recommend(user, 10, 5)] == movies
+
+
+def test_explain_names_the_neighbours_who_rated_each_film(model: UserKNN) -> None:
+    profile = model.matrix.profile(model.matrix.row(1))
+    ranking = model.rank(profile, n=3, k=2)  # neighbours 2 and 3
+    reasons = model.explain(profile, ranking)
+    assert [[(r.source, r.id, r.rating) for r in film] for film in reasons] == [
+        [("user", 2, 5.0)],  # movie 30
+        [("user", 3, 4.0)],  # movie 50
+        [("user", 3, 2.0)],  # movie 40
+    ]
+    assert reasons[0][0].similarity == pytest.approx(29 / math.sqrt(34 * 50))
+
+
+def test_explain_puts_the_most_similar_neighbour_first(model: UserKNN) -> None:
+    profile = model.matrix.profile(model.matrix.row(1))
+    ranking = model.rank(profile, n=1, k=3)  # movie 50: rated by users 3 and 4
+    assert [(r.id, r.rating) for r in model.explain(profile, ranking)[0]] == [(3, 4.0), (4, 5.0)]
+    assert [(r.id, r.rating) for r in model.explain(profile, ranking, limit=1)[0]] == [(3, 4.0)]
+
+
+def test_an_adhoc_profile_is_compared_with_everyone(model: UserKNN) -> None:
+    # The same ratings as user 1, but from outside: user 1 is now its most similar user.
+    profile = model.matrix.adhoc_profile(np.array([20, 10, 999]), np.array([3.0, 5.0, 4.0]))
+    assert profile.row is None
+    assert model.matrix.item_ids[profile.items].tolist() == [10, 20]
+    rows, similarities = model.neighbours(profile, k=2)
+    assert model.matrix.user_ids[rows].tolist() == [1, 2]
+    assert similarities == pytest.approx([1.0, 29 / math.sqrt(34 * 50)])
+    ranking = model.rank(profile, n=3, k=2)
+    assert model.matrix.item_ids[ranking.items].tolist() == [30, 40, 50]
+    assert ranking.scores.tolist() == pytest.approx([5 / 2, 0.0, 0.0])
+
+
+def test_an_empty_adhoc_profile_gets_zero_similarities(model: UserKNN) -> None:
+    profile = model.matrix.adhoc_profile(np.array([], dtype=np.int64), np.array([]))
+    rows, similarities = model.neighbours(profile, k=2)
+    assert model.matrix.user_ids[rows].tolist() == [1, 2]
+    assert similarities.tolist() == [0.0, 0.0]
+
+
+def test_the_matrix_is_32_bit_and_indexed_both_ways(model: UserKNN) -> None:
+    matrix = model.matrix
+    for part in (matrix.by_user, matrix.by_item):
+        assert part.data.dtype == np.float32
+        assert part.indices.dtype == np.int32 and part.indptr.dtype == np.int32
+        assert part.has_sorted_indices
+    assert (matrix.by_item.toarray() == matrix.by_user.toarray().T).all()
+    assert matrix.user_norm.tolist() == pytest.approx(np.sqrt([34, 50, 45, 27]).tolist())

@@ -195,13 +195,13 @@ async def test_unexpected_error_is_a_500_without_traceback(client, monkeypatch) 
 
 async def test_a_slow_recommendation_does_not_block_health(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     knn = client.app.extensions["engine"]._model.knn
-    original = knn.recommend
+    original = knn.rank
 
     def slow(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         time.sleep(1.0)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(knn, "recommend", slow)
+    monkeypatch.setattr(knn, "rank", slow)
     pending = asyncio.ensure_future(client.get("/api/users/1/recommendations"))
     await asyncio.sleep(0.1)
     started = time.perf_counter()

@@ -1,0 +1,172 @@
+"""The original recommender: user-user cosine kNN, scored by the neighbours' mean rating.
+
+The seed design, kept exactly: cosine similarity between users' rating rows (unrated = 0),
+the k most similar users, and each unrated movie scored by the mean of those k users'
+ratings with unrated counted as 0; ties go to the lower id. Nothing dense of size
+users x users or users x movies is built: one profile's similarities come from the
+inverted (movie -> users) index, touching only the users who share a movie with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+import numpy as np
+
+from app.recommender.base import NotFitted, Ranking, Reason, top, unseen_top
+from app.recommender.matrix import Profile, RatingMatrix
+
+DEFAULT_K = 5
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A similar user and their cosine similarity to the target user."""
+
+    user_id: int
+    similarity: float
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A movie, its score (mean neighbour rating, unrated = 0) and how many neighbours rated it."""
+
+    movie_id: int
+    score: float
+    neighbours_rated: int
+
+
+class UserKNN:
+    """User-based kNN with cosine similarity and the plain mean of the k neighbours' ratings.
+
+    `k` is the default neighbourhood; `rank()` takes another per request. Fitted state:
+    `matrix_`, the RatingMatrix (which owns the id <-> row and column mappings).
+    """
+
+    name = "original"
+    label = "Original: 5 most similar users, plain mean"
+    uses_k = True
+
+    def __init__(self, k: int = DEFAULT_K) -> None:
+        self.k = k
+        self.matrix_: RatingMatrix | None = None
+
+    def fit(self, matrix: RatingMatrix) -> Self:
+        """Keep the matrix: the norms and the inverted index it holds are all this needs."""
+        self.matrix_ = matrix
+        return self
+
+    @property
+    def matrix(self) -> RatingMatrix:
+        """The fitted matrix; NotFitted before fit()."""
+        if self.matrix_ is None:
+            raise NotFitted("fit() the model before using it")
+        return self.matrix_
+
+    def similarities(self, profile: Profile) -> np.ndarray:
+        """Cosine similarity of the profile with every user (its own row set to -inf).
+
+        dot(profile, user) sums, over the profile's movies, its rating times the user's;
+        the inverted index lists exactly the users who rated each movie, so users sharing
+        nothing stay at 0 without being visited.
+        """
+        matrix = self.matrix
+        dots = np.zeros(matrix.n_users, dtype=np.float64)
+        if len(profile.items):
+            # (1 x movies) @ (movies x users): SciPy's sparse product walks only those movies.
+            dots = np.asarray(
+                (profile.ratings[np.newaxis, :] @ matrix.by_item[profile.items]), dtype=np.float64
+            ).ravel()
+        norm = profile.norm
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cosine = dots / (matrix.user_norm * norm)
+        cosine[~np.isfinite(cosine)] = 0.0
+        if profile.row is not None:
+            cosine[profile.row] = -np.inf
+        return cosine
+
+    def neighbours(self, profile: Profile, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the k most similar users and their similarities, best first."""
+        cosine = self.similarities(profile)
+        best = top(cosine, self.k if k is None else k)
+        best = best[np.isfinite(cosine[best])]
+        return best, cosine[best]
+
+    def rank(self, profile: Profile, n: int, k: int | None = None) -> Ranking:
+        """The n best unrated movies by the mean of the k neighbours' ratings (unrated = 0)."""
+        rows, similarities = self.neighbours(profile, k)
+        if len(rows) == 0:
+            return Ranking(np.empty(0, dtype=np.int64), np.empty(0), rows, similarities)
+        block = self.matrix.by_user[rows]
+        # Unrated counts as 0, so the mean is the column sum over the number of neighbours.
+        scores = np.bincount(
+            block.indices, weights=block.data, minlength=self.matrix.n_items
+        ) / len(rows)
+        best = unseen_top(scores, profile.items, n)
+        return Ranking(best, scores[best], rows, similarities)
+
+    def explain(self, profile: Profile, ranking: Ranking, limit: int = 3) -> list[list[Reason]]:
+        """For each film, the neighbours who rated it: most similar first."""
+        matrix = self.matrix
+        block = matrix.by_user[ranking.neighbours].tocsc()[:, ranking.items]
+        reasons: list[list[Reason]] = []
+        for position in range(len(ranking.items)):
+            start, end = block.indptr[position], block.indptr[position + 1]
+            # Neighbour order is similarity order, so the lowest positions come first.
+            order = np.argsort(block.indices[start:end], kind="stable")[:limit]
+            reasons.append(
+                [
+                    Reason(
+                        "user",
+                        int(matrix.user_ids[ranking.neighbours[block.indices[start + i]]]),
+                        float(ranking.similarities[block.indices[start + i]]),
+                        float(block.data[start + i]),
+                    )
+                    for i in order
+                ]
+            )
+        return reasons
+
+    # The original API, by MovieLens ids.
+
+    def similar_users(self, user_id: int, k: int | None = None) -> list[Neighbour]:
+        """The k users most similar to `user_id` (itself excluded), ties to the lower user id."""
+        matrix = self.matrix
+        rows, similarities = self.neighbours(matrix.profile(matrix.row(user_id)), k)
+        return _neighbours(matrix, rows, similarities)
+
+    def recommend(self, user_id: int, n: int = 5, k: int | None = None) -> list[Recommendation]:
+        """The n best movies `user_id` has not rated, by the mean of k neighbours' ratings."""
+        return self.recommend_with_neighbours(user_id, n, k)[1]
+
+    def recommend_with_neighbours(
+        self, user_id: int, n: int = 5, k: int | None = None
+    ) -> tuple[list[Neighbour], list[Recommendation]]:
+        """similar_users() and recommend() together, from one pass over the similarities."""
+        matrix = self.matrix
+        ranking = self.rank(matrix.profile(matrix.row(user_id)), n, k)
+        rated_by = _neighbours_rated(matrix, ranking)
+        picks = [
+            Recommendation(int(matrix.item_ids[c]), float(s), int(r))
+            for c, s, r in zip(ranking.items, ranking.scores, rated_by, strict=True)
+        ]
+        return _neighbours(matrix, ranking.neighbours, ranking.similarities), picks
+
+
+def _neighbours(
+    matrix: RatingMatrix, rows: np.ndarray, similarities: np.ndarray
+) -> list[Neighbour]:
+    return [
+        Neighbour(int(matrix.user_ids[r]), float(s))
+        for r, s in zip(rows, similarities, strict=True)
+    ]
+
+
+def _neighbours_rated(matrix: RatingMatrix, ranking: Ranking) -> np.ndarray:
+    """How many of the ranking's neighbours rated each of its films."""
+    if len(ranking.items) == 0:
+        return np.empty(0, dtype=np.int64)
+    block = matrix.by_user[ranking.neighbours]
+    counts = np.bincount(block.indices, minlength=matrix.n_items)
+    return counts[ranking.items]

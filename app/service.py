@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import hashlib
+import json
 import logging
 import math
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from app.config import Settings
+from app.data import snapshot
+from app.data.catalogue import Catalogue, Movie
 from app.data.fetch import FetchError, fetch_dataset
-from app.data.movielens import Dataset, DatasetError, load
+from app.data.movielens import DatasetError, find_release_dir, load
 from app.recommender import Neighbour, RatingMatrix, Recommendation, UserKNN
 
 log = logging.getLogger(__name__)
@@ -85,11 +92,9 @@ class Recommendations:
     neighbours: list[Neighbour]
 
 
-@dataclass(frozen=True)
-class _Movie:
-    title: str
-    year: int | None
-    genres: tuple[str, ...]
+# Bumped whenever what a snapshot holds changes meaning, so old snapshots are rebuilt.
+MODEL_VERSION = 1
+SNAPSHOT_DIR = "snapshots"
 
 
 @dataclass
@@ -97,22 +102,12 @@ class _Model:
     """What a build produces; swapped in with one assignment."""
 
     knn: UserKNN
-    catalogue: dict[int, _Movie]
+    catalogue: Catalogue
+    from_snapshot: bool
 
 
-def _fit(dataset: Dataset) -> _Model:
-    """Fit the recommender and index the movie metadata, so requests only look things up."""
-    catalogue = {
-        int(movie_id): _Movie(
-            title=str(title),
-            year=None if pd.isna(year) else int(year),
-            genres=tuple(g for g in str(genres).split("|") if g),
-        )
-        for movie_id, title, year, genres in dataset.movies[["title", "year", "genres"]].itertuples(
-            name=None
-        )
-    }
-    return _Model(knn=UserKNN().fit(RatingMatrix.from_frame(dataset.ratings)), catalogue=catalogue)
+class _Stopped(Exception):
+    """The engine stopped while a build was waiting for another worker."""
 
 
 @dataclass
@@ -124,6 +119,7 @@ class Engine:
     _model: _Model | None = None
     _task: asyncio.Task[None] | None = None
     _started_at: float = 0.0
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def status(self) -> Status:
@@ -147,6 +143,7 @@ class Engine:
 
     async def stop(self) -> None:
         """Cancel a build in progress (on shutdown)."""
+        self._stopping.set()
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -155,13 +152,13 @@ class Engine:
     async def build(self) -> None:
         """Fetch, load, fit and swap in the model; a failure is recorded, logged, not raised."""
         self._started_at = time.monotonic()
+        self._stopping.clear()
         self._set(State.LOADING, "starting")
         try:
             folder = await fetch_dataset(self.settings, self._on_fetch_progress)
-            self._set(State.LOADING, "loading ratings")
-            dataset = await asyncio.to_thread(load, folder)
-            self._set(State.LOADING, "computing similarities")
-            model = await asyncio.to_thread(_fit, dataset)
+            model = await asyncio.to_thread(self._load_or_build, folder)
+        except _Stopped:
+            return
         except FetchError as exc:
             self._fail(str(exc), exc.hint)
             return
@@ -182,7 +179,58 @@ class Engine:
             )
             return
         self._model = model
-        self._ready(dataset)
+        self._ready()
+
+    def _load_or_build(self, folder: Path) -> _Model:
+        """The snapshot of this release if there is a current one, else build and write it.
+
+        Runs in a thread. Workers sharing DATA_DIR take turns on a lock, so the first one
+        builds and the others map what it wrote; everyone serves from the mapping, so the
+        arrays are in memory once however many workers there are.
+        """
+        release = find_release_dir(folder)
+        path = self.settings.data_dir / SNAPSHOT_DIR / f"{release.name}.snapshot"
+        expect = {"model_version": MODEL_VERSION, "source": _fingerprint(release)}
+        with self._exclusive(path.with_name(f".{path.name}.lock")):
+            try:
+                return _mapped_model(path, expect, from_snapshot=True)
+            except snapshot.SnapshotError as exc:
+                log.info("Building the model from the CSV files (%s)", exc)
+            self._set(State.LOADING, "loading ratings")
+            dataset = load(release)
+            self._set(State.LOADING, "building the rating matrix")
+            matrix = RatingMatrix.from_frame(dataset.ratings)
+            catalogue = Catalogue.from_frame(dataset.movies)
+            del dataset
+            self._set(State.LOADING, "saving a snapshot")
+            try:
+                snapshot.write(path, {**matrix.to_arrays(), **catalogue.to_arrays()}, expect)
+            except OSError as exc:
+                log.warning("Could not write the snapshot %s (%s); serving from memory", path, exc)
+                return _Model(UserKNN().fit(matrix), catalogue, from_snapshot=False)
+            del matrix, catalogue
+            return _mapped_model(path, expect, from_snapshot=False)
+
+    @contextlib.contextmanager
+    def _exclusive(self, path: Path) -> Iterator[None]:
+        """Hold a file lock, polling so that a stop is noticed while another worker builds."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            waiting = False
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not waiting:
+                        self._set(State.LOADING, "waiting for another worker's model")
+                        waiting = True
+                    if self._stopping.wait(0.1):
+                        raise _Stopped from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def recommend(self, user_id: int, n: int = 5, k: int = 5) -> Recommendations:
         """Recommendations for a known user (blocking: call it in a thread)."""
@@ -191,7 +239,7 @@ class Engine:
         ids = np.fromiter((p.movie_id for p in picks), dtype=np.int64, count=len(picks))
         means, counts = _movie_stats(model.knn.matrix, ids)
         movies = [
-            _movie_result(model.catalogue.get(pick.movie_id), pick, mean, int(count))
+            _movie_result(model.catalogue.get(pick.movie_id), pick, float(mean), int(count))
             for pick, mean, count in zip(picks, means, counts, strict=True)
         ]
         return Recommendations(user_id, n, k, movies, neighbours)
@@ -216,7 +264,7 @@ class Engine:
         log.error("Dataset unavailable: %s", error)
         self._status = Status(State.FAILED, "failed", error=error, hint=hint)
 
-    def _ready(self, dataset: Dataset) -> None:
+    def _ready(self) -> None:
         matrix = self._require_model().knn.matrix
         ids = matrix.user_ids
         elapsed = time.monotonic() - self._started_at
@@ -225,17 +273,31 @@ class Engine:
             "ready",
             users=matrix.n_users,
             movies=matrix.n_items,
-            ratings=len(dataset.ratings),
+            ratings=matrix.nnz,
             user_id_range=(int(ids[0]), int(ids[-1])),
             seconds_to_ready=elapsed,
         )
         log.info(
-            "Model ready in %.2fs: %d users, %d movies, %d ratings",
+            "Model ready in %.2fs (%s): %d users, %d movies, %d ratings",
             elapsed,
+            "from the snapshot" if self._require_model().from_snapshot else "built from CSV",
             matrix.n_users,
             matrix.n_items,
-            len(dataset.ratings),
+            matrix.nnz,
         )
+
+
+def _mapped_model(path: Path, expect: dict[str, object], *, from_snapshot: bool) -> _Model:
+    arrays, _ = snapshot.read(path, expect)
+    matrix = RatingMatrix.from_arrays(arrays)
+    return _Model(UserKNN().fit(matrix), Catalogue.from_arrays(arrays), from_snapshot)
+
+
+def _fingerprint(release: Path) -> str:
+    """What the snapshot was built from: the release's files, their sizes and times."""
+    files = sorted(p for p in release.rglob("*") if p.is_file() and not p.name.startswith("."))
+    listing = [(str(p.relative_to(release)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return hashlib.sha256(json.dumps([str(release.resolve()), listing]).encode()).hexdigest()
 
 
 def _movie_stats(matrix: RatingMatrix, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -247,10 +309,10 @@ def _movie_stats(matrix: RatingMatrix, movie_ids: np.ndarray) -> tuple[np.ndarra
 
 
 def _movie_result(
-    movie: _Movie | None, pick: Recommendation, mean: float, count: int
+    movie: Movie | None, pick: Recommendation, mean: float, count: int
 ) -> MovieResult:
     # A rated movie missing from movies.csv still gets a row, under its id.
-    movie = movie or _Movie(title=f"Movie {pick.movie_id}", year=None, genres=())
+    movie = movie or Movie(pick.movie_id, f"Movie {pick.movie_id}", None, ())
     return MovieResult(
         movie_id=pick.movie_id,
         title=movie.title,

@@ -271,3 +271,15 @@ def test_the_matrix_is_32_bit_and_indexed_both_ways(model: UserKNN) -> None:
         assert part.has_sorted_indices
     assert (matrix.by_item.toarray() == matrix.by_user.toarray().T).all()
     assert matrix.user_norm.tolist() == pytest.approx(np.sqrt([34, 50, 45, 27]).tolist())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_top_agrees_with_a_full_sort_on_large_tied_arrays(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(2_000, 60_000))
+    # Mostly zeros and half stars, as scores are: many ties at every cut-off.
+    values = np.where(rng.random(size) < 0.9, 0.0, rng.integers(1, 11, size) / 2)
+    values[rng.integers(0, size, 5)] = -np.inf
+    for count in (1, 5, 10, 50, 100, 3_000):
+        expected = np.lexsort((np.arange(size), -values))[:count]
+        assert top(values, count).tolist() == expected.tolist()

@@ -90,3 +90,77 @@ async def test_a_rated_movie_missing_from_movies_csv_keeps_its_id(
     extra = movies[70]
     assert (extra.title, extra.year, extra.genres, extra.ratings_count) == ("Movie 70", None, (), 1)
     assert movies[30].title == "Heat"
+
+
+def snapshots(settings: Settings) -> list[Path]:
+    return sorted((settings.data_dir / "snapshots").glob("*.snapshot"))
+
+
+async def test_the_first_build_writes_a_snapshot_the_next_one_maps(
+    settings: Settings, tiny_zip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings.replace(source=str(tiny_zip))
+    first = Engine(settings)
+    await first.build()
+    assert [p.name for p in snapshots(settings)] == ["ml-tiny.snapshot"]
+    assert not [p for p in (settings.data_dir / "snapshots").iterdir() if ".part" in p.name]
+    caplog.set_level("INFO", logger="app.service")
+    second = Engine(settings)
+    await second.build()
+    assert "from the snapshot" in caplog.text and "CSV" not in caplog.text.split("Model ready")[-1]
+    assert second.recommend(1, n=3, k=2) == first.recommend(1, n=3, k=2)
+    assert second.status.ratings == 11 and second.status.users == 4
+    # Served from the mapping: read-only arrays, not a private copy.
+    assert not second._require_model().knn.matrix.by_item.data.flags.writeable
+
+
+async def test_a_damaged_snapshot_is_rebuilt(
+    settings: Settings, tiny_zip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings.replace(source=str(tiny_zip))
+    await Engine(settings).build()
+    [path] = snapshots(settings)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # a flipped bit in the last array
+    path.write_bytes(bytes(data))
+    caplog.set_level("INFO", logger="app.service")
+    engine = Engine(settings)
+    await engine.build()
+    assert "fails its checksum" in caplog.text
+    assert engine.ready and [m.movie_id for m in engine.recommend(1, n=3, k=2).movies] == [
+        30,
+        50,
+        40,
+    ]
+    assert path.read_bytes() != bytes(data)
+
+
+async def test_a_changed_release_makes_the_snapshot_stale(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.conftest import TINY_MOVIES, TINY_RATINGS
+
+    folder = tmp_path / "ml-folder"
+    folder.mkdir()
+    (folder / "movies.csv").write_text(TINY_MOVIES)
+    (folder / "ratings.csv").write_text(TINY_RATINGS)
+    settings = settings.replace(source=str(folder))
+    await Engine(settings).build()
+    (folder / "ratings.csv").write_text(TINY_RATINGS + "5,60,4.0,964982931\n")
+    caplog.set_level("INFO", logger="app.service")
+    engine = Engine(settings)
+    await engine.build()
+    assert "stale" in caplog.text
+    assert engine.status.users == 5 and engine.status.ratings == 12
+
+
+async def test_an_unwritable_snapshot_folder_still_serves(
+    settings: Settings, tiny_zip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings.replace(source=str(tiny_zip))
+    settings.data_dir.mkdir(parents=True)
+    (settings.data_dir / "snapshots").mkdir()
+    (settings.data_dir / "snapshots" / "ml-tiny.snapshot").mkdir()  # a folder in the way
+    engine = Engine(settings)
+    await engine.build()
+    assert engine.ready and "serving from memory" in caplog.text

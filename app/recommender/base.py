@@ -74,22 +74,40 @@ class Algorithm(Protocol):
         ...
 
 
+# Elements sampled per round of top(): enough that a round rarely keeps more than a few
+# hundred candidates, few enough that partitioning the sample costs microseconds.
+_SAMPLE = 1024
+
+
 def top(values: np.ndarray, count: int) -> np.ndarray:
     """Indices of the `count` largest values, best first; ties go to the lower index.
 
-    Partial selection (partition) keeps this linear in len(values); every value equal to
-    the cut-off joins the final sort, so ties at the boundary are resolved by index too.
+    Each round takes the count-th largest value s of a strided sample. At least `count`
+    values are >= s, so the answer lies among the values above s plus, if those are too
+    few, the lowest-indexed values equal to s. A round is two linear passes and never
+    partitions the full array, whose many equal scores (zeros, half stars) make
+    introselect slow; the few candidates left are sorted by value, then index.
     """
     count = min(count, len(values))
     if count <= 0:
         return np.empty(0, dtype=np.int64)
-    if count < len(values):
-        cutoff = np.partition(values, len(values) - count)[len(values) - count]
-        chosen = np.flatnonzero(values >= cutoff)
-    else:
-        chosen = np.arange(len(values))
+    chosen = np.arange(len(values))
+    picked = values
+    while len(chosen) > max(8 * count, _SAMPLE):
+        sample = picked[:: len(chosen) // _SAMPLE]
+        if count > len(sample):
+            break
+        cutoff = np.partition(sample, len(sample) - count)[len(sample) - count]
+        above = picked > cutoff
+        keep = np.flatnonzero(above)
+        if len(keep) < count:
+            level = np.flatnonzero(picked == cutoff)[: count - len(keep)]
+            keep = np.sort(np.concatenate((keep, level)))
+        if len(keep) == len(chosen):
+            break
+        chosen, picked = chosen[keep], picked[keep]
     # lexsort sorts by the last key first: value descending, then index ascending.
-    order = np.lexsort((chosen, -values[chosen]))
+    order = np.lexsort((chosen, -picked))
     return chosen[order[:count]]
 
 

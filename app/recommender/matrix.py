@@ -103,6 +103,44 @@ class RatingMatrix:
             item_sum=np.bincount(cols, weights=values, minlength=shape[1]),
         )
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays that make up the matrix, by name, for a snapshot."""
+        arrays = {"user_ids": self.user_ids, "item_ids": self.item_ids}
+        for part in ("by_user", "by_item"):
+            matrix = getattr(self, part)
+            arrays.update(
+                {
+                    f"{part}.data": matrix.data,
+                    f"{part}.indices": matrix.indices,
+                    f"{part}.indptr": matrix.indptr,
+                }
+            )
+        arrays.update(user_norm=self.user_norm, item_count=self.item_count, item_sum=self.item_sum)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> RatingMatrix:
+        """Rebuild from `to_arrays()` output without copying (the arrays may be memory-mapped)."""
+        shape = (len(arrays["user_ids"]), len(arrays["item_ids"]))
+        parts = {
+            part: _wrap(
+                arrays[f"{part}.data"],
+                arrays[f"{part}.indices"],
+                arrays[f"{part}.indptr"],
+                size,
+            )
+            for part, size in (("by_user", shape), ("by_item", shape[::-1]))
+        }
+        return cls(
+            user_ids=arrays["user_ids"],
+            item_ids=arrays["item_ids"],
+            by_user=parts["by_user"],
+            by_item=parts["by_item"],
+            user_norm=arrays["user_norm"],
+            item_count=arrays["item_count"],
+            item_sum=arrays["item_sum"],
+        )
+
     @property
     def n_users(self) -> int:
         """Number of rows."""
@@ -161,12 +199,20 @@ class RatingMatrix:
 def _as_32bit(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """The same matrix with float32 values and, while they fit, int32 indices and offsets."""
     pointer_type = INDEX if matrix.nnz <= np.iinfo(INDEX).max else np.int64
-    return sp.csr_matrix(
-        (
-            matrix.data.astype(VALUE, copy=False),
-            matrix.indices.astype(pointer_type, copy=False),
-            matrix.indptr.astype(pointer_type, copy=False),
-        ),
-        shape=matrix.shape,
-        copy=False,
+    return _wrap(
+        matrix.data.astype(VALUE, copy=False),
+        matrix.indices.astype(pointer_type, copy=False),
+        matrix.indptr.astype(pointer_type, copy=False),
+        matrix.shape,
     )
+
+
+def _wrap(
+    data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """A CSR matrix over existing arrays: sorted, duplicate-free, nothing copied or checked."""
+    matrix = sp.csr_matrix(shape, dtype=data.dtype)
+    matrix.data, matrix.indices, matrix.indptr = data, indices, indptr
+    matrix.has_sorted_indices = True
+    matrix.has_canonical_format = True
+    return matrix

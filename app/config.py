@@ -157,6 +157,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "PORT", 8000, _port, "Port the server listens on."),
     Setting("workers", "WORKERS", 1, _positive_int, "Number of Hypercorn worker processes."),
     Setting(
+        "result_cache",
+        "RESULT_CACHE",
+        4096,
+        _non_negative_int,
+        "Recent answers each worker keeps (they change only when the model does); 0 turns "
+        "the cache off.",
+    ),
+    Setting(
         "log_level",
         "LOG_LEVEL",
         "INFO",
@@ -181,6 +189,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    result_cache: int = 4096
     log_level: str = "INFO"
 
     @classmethod

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.cache import LRUCache
 from app.config import Settings
 from app.data import snapshot
 from app.data.catalogue import Catalogue, Movie
@@ -99,11 +100,12 @@ SNAPSHOT_DIR = "snapshots"
 
 @dataclass
 class _Model:
-    """What a build produces; swapped in with one assignment."""
+    """What a build produces; swapped in with one assignment, with a fresh answer cache."""
 
     knn: UserKNN
     catalogue: Catalogue
     from_snapshot: bool
+    answers: LRUCache[Recommendations] = field(default_factory=lambda: LRUCache(0))
 
 
 class _Stopped(Exception):
@@ -178,6 +180,7 @@ class Engine:
                 "Retry; if it fails again, report the log.",
             )
             return
+        model.answers = LRUCache(self.settings.result_cache)
         self._model = model
         self._ready()
 
@@ -232,9 +235,21 @@ class Engine:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def cached(self, user_id: int, n: int = 5, k: int = 5) -> Recommendations | None:
+        """The answer if it was computed recently (cheap enough for the event loop)."""
+        model = self._model
+        return None if model is None else model.answers.get((user_id, n, k))
+
     def recommend(self, user_id: int, n: int = 5, k: int = 5) -> Recommendations:
         """Recommendations for a known user (blocking: call it in a thread)."""
         model = self._require_model()
+        answer = model.answers.get((user_id, n, k))
+        if answer is None:
+            answer = self._recommend(model, user_id, n, k)
+            model.answers.put((user_id, n, k), answer)
+        return answer
+
+    def _recommend(self, model: _Model, user_id: int, n: int, k: int) -> Recommendations:
         neighbours, picks = model.knn.recommend_with_neighbours(user_id, n, k)
         ids = np.fromiter((p.movie_id for p in picks), dtype=np.int64, count=len(picks))
         means, counts = _movie_stats(model.knn.matrix, ids)

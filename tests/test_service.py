@@ -164,3 +164,25 @@ async def test_an_unwritable_snapshot_folder_still_serves(
     engine = Engine(settings)
     await engine.build()
     assert engine.ready and "serving from memory" in caplog.text
+
+
+async def test_answers_are_cached_until_the_model_changes(
+    settings: Settings, tiny_zip: Path
+) -> None:
+    engine = Engine(settings.replace(source=str(tiny_zip), result_cache=2))
+    await engine.build()
+    assert engine.cached(1, 3, 2) is None
+    first = engine.recommend(1, n=3, k=2)
+    assert engine.cached(1, 3, 2) is first and engine.recommend(1, n=3, k=2) is first
+    engine.recommend(2, n=3, k=2)
+    engine.recommend(3, n=3, k=2)  # the cache holds two answers: user 1's goes
+    assert engine.cached(1, 3, 2) is None and engine.cached(3, 3, 2) is not None
+    await engine.build()  # a new model starts with an empty cache
+    assert engine.cached(3, 3, 2) is None
+
+
+async def test_a_zero_sized_cache_keeps_nothing(settings: Settings, tiny_zip: Path) -> None:
+    engine = Engine(settings.replace(source=str(tiny_zip), result_cache=0))
+    await engine.build()
+    engine.recommend(1, n=3, k=2)
+    assert engine.cached(1, 3, 2) is None

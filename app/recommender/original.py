@@ -15,7 +15,7 @@ from typing import Self
 import numpy as np
 
 from app.recommender.base import NotFitted, Ranking, Reason, top, unseen_top
-from app.recommender.matrix import Profile, RatingMatrix
+from app.recommender.matrix import Profile, RatingMatrix, gather_rows
 
 DEFAULT_K = 5
 
@@ -98,11 +98,9 @@ class UserKNN:
         rows, similarities = self.neighbours(profile, k)
         if len(rows) == 0:
             return Ranking(np.empty(0, dtype=np.int64), np.empty(0), rows, similarities)
-        block = self.matrix.by_user[rows]
+        columns, ratings = gather_rows(self.matrix.by_user, rows)
         # Unrated counts as 0, so the mean is the column sum over the number of neighbours.
-        scores = np.bincount(
-            block.indices, weights=block.data, minlength=self.matrix.n_items
-        ) / len(rows)
+        scores = np.bincount(columns, weights=ratings, minlength=self.matrix.n_items) / len(rows)
         best = unseen_top(scores, profile.items, n)
         return Ranking(best, scores[best], rows, similarities)
 
@@ -167,6 +165,5 @@ def _neighbours_rated(matrix: RatingMatrix, ranking: Ranking) -> np.ndarray:
     """How many of the ranking's neighbours rated each of its films."""
     if len(ranking.items) == 0:
         return np.empty(0, dtype=np.int64)
-    block = matrix.by_user[ranking.neighbours]
-    counts = np.bincount(block.indices, minlength=matrix.n_items)
-    return counts[ranking.items]
+    columns, _ = gather_rows(matrix.by_user, ranking.neighbours)
+    return np.bincount(columns, minlength=matrix.n_items)[ranking.items]

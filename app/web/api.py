@@ -26,7 +26,7 @@ async def recommendations(user_id: str) -> dict[str, Any]:
     """Top-n recommendations for a user from k similar users."""
     uid = parse_user_id(user_id)
     n, k = parse_n(request.args.get("n")), parse_k(request.args.get("k"))
-    result = await run_sync(engine().recommend)(uid, n, k)
+    result = engine().cached(uid, n, k) or await run_sync(engine().recommend)(uid, n, k)
     return recommendations_json(result)
 
 

@@ -93,7 +93,10 @@ async def _answer(args: Mapping[str, str]) -> tuple[dict[str, Any], int]:
         query = parse_query(args)
         if query is None:
             return context, 200
-        context["results"] = await run_sync(engine().recommend)(query.user_id, query.n, query.k)
+        # A repeated question is answered on the loop; a new one is computed in a thread.
+        context["results"] = engine().cached(query.user_id, query.n, query.k) or await run_sync(
+            engine().recommend
+        )(query.user_id, query.n, query.k)
         return context, 200
     except InvalidInput as exc:
         context.update(error=exc.message, error_field=exc.field)

@@ -32,7 +32,8 @@ def main() -> None:
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as data_dir:
-        engine = Engine(Settings(source=options.source, data_dir=Path(data_dir)))
+        # No answer cache: every call below computes its answer.
+        engine = Engine(Settings(source=options.source, data_dir=Path(data_dir), result_cache=0))
         asyncio.run(engine.build())
     status = engine.status
     if not engine.ready:

@@ -21,7 +21,11 @@ def release(tmp_path: Path, ratings: str = TINY_RATINGS, movies: str = TINY_MOVI
 def test_loads_tidy_frames(tmp_path: Path) -> None:
     dataset = load(release(tmp_path))
     assert list(dataset.ratings.columns) == ["user_id", "movie_id", "rating"]
-    assert str(dataset.ratings["user_id"].dtype) == "int64"
+    assert dataset.ratings.dtypes.astype(str).to_dict() == {
+        "user_id": "int32",
+        "movie_id": "int32",
+        "rating": "float32",
+    }
     assert len(dataset.ratings) == 11
     assert dataset.movies.index.name == "movie_id"
     assert list(dataset.movies.columns) == ["title", "year", "genres"]

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from app.config import Settings
-from app.data.movielens import MOVIES_FILE, RATINGS_FILE, DatasetError
+from app.data.movielens import LAYOUTS, DatasetError, expected_files
 
 log = logging.getLogger(__name__)
 
@@ -388,10 +388,23 @@ def _safe_members(archive: zipfile.ZipFile, max_bytes: int) -> list[zipfile.ZipI
             )
         if parts:
             basenames.add(parts[-1])
-    for required in (RATINGS_FILE, MOVIES_FILE):
-        if required not in basenames:
-            raise DatasetError(f"The archive has no {required}; is it a MovieLens release?")
+    _check_layout(basenames)
     return members
+
+
+def _check_layout(basenames: set[str]) -> None:
+    """Refuse an archive without both files of some MovieLens layout, naming what is missing."""
+    pairs = [(layout.ratings_file, layout.movies_file) for layout in LAYOUTS]
+    if any(set(pair) <= basenames for pair in pairs):
+        return
+    for pair in pairs:
+        if set(pair) & basenames:
+            missing = next(name for name in pair if name not in basenames)
+            raise DatasetError(f"The archive has no {missing}; is it a MovieLens release?")
+    raise DatasetError(
+        f"The archive has no MovieLens files: expected {expected_files()}; "
+        "is it a MovieLens release?"
+    )
 
 
 def _extract(

@@ -4,7 +4,8 @@ Usage: python bench/synth.py [--ratings 25000095] [--users N] [--movies N] [--se
                              [--out data/synth-25m] [--zip]
 
 Defaults to the shape of ml-25m (162,541 users, 59,047 movies, 25,000,095 ratings); a smaller
---ratings alone scales users and movies by ml-25m's proportions. Movie popularity is Zipf-like
+--ratings alone scales users and movies by ml-25m's proportions (with at least four times the
+mean ratings per user in movies, so that small sets stay sparse). Movie popularity is Zipf-like
 and user activity log-normal (every user at least 20 ratings), ratings are half stars with
 user and movie biases so that there is signal to find, and no (user, movie) pair repeats.
 The same seed and arguments give byte-identical files.
@@ -48,8 +49,8 @@ GENRES = (
     "Western",
 )
 # Popularity of the movie at rank r is proportional to 1 / (r + POPULARITY_OFFSET); with
-# ml-25m's counts the most-rated movie then gets about 0.33% of all ratings (~82k).
-POPULARITY_OFFSET = 40.0
+# ml-25m's counts about half of the users then rate the most popular movie (~81k in ml-25m).
+POPULARITY_OFFSET = 10.0
 # Half the catalogue is the most a single user rates (ml-25m's busiest user rated ~32k films).
 MAX_SHARE_PER_USER = 0.5
 ROWS_PER_CHUNK = 1_000_000
@@ -67,12 +68,16 @@ class Shape:
 
     @classmethod
     def scaled(cls, ratings: int, users: int | None = None, movies: int | None = None) -> Shape:
-        """ml-25m's proportions of users and movies to ratings, unless given."""
+        """ml-25m's proportions of users and movies to ratings, unless given.
+
+        Movies are at least four times the mean ratings per user, so that a small set stays
+        sparse and its busiest users still find enough distinct movies.
+        """
         scale = ratings / ML25M_RATINGS
         if users is None:
             users = max(1, min(round(ML25M_USERS * scale), ratings // MIN_PER_USER))
         if movies is None:
-            movies = max(round(ML25M_MOVIES * scale), 2 * MIN_PER_USER)
+            movies = max(round(ML25M_MOVIES * scale), 4 * -(-ratings // users), 2 * MIN_PER_USER)
         return cls(users=users, movies=movies, ratings=ratings)
 
     def check(self) -> None:
@@ -194,7 +199,9 @@ def rating_values(
     n_users = int(users.max()) + 1
     user_bias = rng.normal(0.0, 0.45, n_users).astype(np.float32)
     whole_stars = rng.random(n_users) < 0.35
-    popular = np.log(popularity / popularity.mean()).astype(np.float32)
+    # Centred on the average draw, so that the mean rating does not drift with the size.
+    log_popularity = np.log(popularity)
+    popular = (log_popularity - popularity @ log_popularity).astype(np.float32)
     movie_bias = rng.normal(0.0, 0.35, len(popularity)).astype(np.float32) + 0.12 * popular
     values = np.empty(len(users), dtype=np.float32)
     for start in range(0, len(users), ROWS_PER_CHUNK):
@@ -202,7 +209,7 @@ def rating_values(
         u, m = users[part], movies[part]
         # Noise with a longer tail to the low side: disappointments are rarer but stronger.
         noise = rng.normal(0.0, 0.75, len(u)) - rng.exponential(0.6, len(u)) + 0.6
-        latent = 3.52 + user_bias[u] + movie_bias[m] + noise.astype(np.float32)
+        latent = 3.62 + user_bias[u] + movie_bias[m] + noise.astype(np.float32)
         halves = np.where(whole_stars[u], np.rint(latent) * 2, np.rint(latent * 2))
         values[part] = np.clip(halves, 1, 10) / 2
     return values

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SOURCE = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
+GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
+DEFAULT_SOURCE = GROUPLENS_URL.format(name="ml-latest-small")
+# Releases that MOVIELENS_SOURCE may name bare; each is GROUPLENS_URL with its name
+# (ml-10m.zip unpacks to a folder called ml-10M100K, which the loader finds all the same).
+RELEASES = ("ml-latest-small", "ml-latest", "ml-100k", "ml-1m", "ml-10m", "ml-25m", "ml-32m")
+_RELEASE_LIKE = re.compile(r"^ml-[A-Za-z0-9._-]*$")
 
 
 class ConfigError(ValueError):
@@ -80,6 +86,24 @@ def _log_level(raw: str) -> str:
     return level
 
 
+def release_url(source: str) -> str | None:
+    """GroupLens' download URL when `source` is a known release name such as ml-25m."""
+    return GROUPLENS_URL.format(name=source) if source in RELEASES else None
+
+
+def _source(raw: str) -> str:
+    """A release name, URL, zip or folder; an unknown ml-... name that is no path is refused."""
+    text = _text(raw)
+    if (
+        _RELEASE_LIKE.match(text)
+        and not text.lower().endswith(".zip")
+        and text not in RELEASES
+        and not Path(text).exists()
+    ):
+        raise ValueError(f"must be a known release name ({', '.join(RELEASES)}), a URL or a path")
+    return text
+
+
 def _text(raw: str) -> str:
     text = raw.strip()
     if not text:
@@ -92,9 +116,10 @@ SETTINGS: tuple[Setting, ...] = (
         "source",
         "MOVIELENS_SOURCE",
         DEFAULT_SOURCE,
-        _text,
-        "Where the dataset comes from: an http(s) URL of a MovieLens zip, a local zip, "
-        "or an extracted folder.",
+        _source,
+        "Where the dataset comes from: a GroupLens release name (ml-latest-small, ml-latest, "
+        "ml-100k, ml-1m, ml-10m, ml-25m, ml-32m), an http(s) URL of a MovieLens zip, a local "
+        "zip, or an extracted folder.",
     ),
     Setting(
         "checksum",

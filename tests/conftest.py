@@ -48,6 +48,59 @@ TINY_MOVIES = """movieId,title,genres
 60,Never Rated (1999),Drama
 """
 
+# The same kind of release in the older layouts. ml-1m/ml-10m: "::" separated, not sorted by
+# movie, titles with colons, Latin-1 (ml-1m) or UTF-8 (ml-10m), half stars from ml-10m on.
+DAT_RATINGS = """1::20::3.5::964981247
+1::10::5::964982703
+2::30::4::964982931
+2::10::4.5::964982224
+"""
+DAT_MOVIES = """10::Star Wars: Episode IV - A New Hope (1977)::Action|Adventure|Fantasy|Sci-Fi
+20::Café Society: A Story (1995)::Comedy
+30::Heat (1995)::(no genres listed)
+"""
+# ml-100k: tab-separated ratings in no order; u.item pipe-separated in Latin-1 with 19 flags.
+UDATA_RATINGS = "2\t30\t4\t881250949\n1\t20\t3\t891717742\n1\t10\t5\t878887116\n"
+UITEM_MOVIES = (
+    "10|Toy Story (1995)|01-Jan-1995||http://imdb/toy|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+    "20|Café Lumière|01-Jan-2003||http://imdb/cafe|0|0|0|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0\n"
+    "30|unknown|||http://imdb/unknown|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+)
+UGENRE = """unknown|0
+Action|1
+Adventure|2
+Animation|3
+Children's|4
+Comedy|5
+Crime|6
+Documentary|7
+Drama|8
+Fantasy|9
+Film-Noir|10
+Horror|11
+Musical|12
+Mystery|13
+Romance|14
+Sci-Fi|15
+Thriller|16
+War|17
+Western|18
+"""
+# Each layout's files as bytes, keyed by a release that uses it.
+LAYOUT_FILES: dict[str, dict[str, bytes]] = {
+    "ml-latest-small": {
+        "ratings.csv": TINY_RATINGS.encode(),
+        "movies.csv": TINY_MOVIES.encode(),
+    },
+    "ml-1m": {"ratings.dat": DAT_RATINGS.encode(), "movies.dat": DAT_MOVIES.encode("latin-1")},
+    "ml-10m": {"ratings.dat": DAT_RATINGS.encode(), "movies.dat": DAT_MOVIES.encode("utf-8")},
+    "ml-100k": {
+        "u.data": UDATA_RATINGS.encode(),
+        "u.item": UITEM_MOVIES.encode("latin-1"),
+        "u.genre": UGENRE.encode(),
+    },
+}
+
 
 def make_zip(files: dict[str, str | bytes], *, folder: str = "ml-tiny") -> bytes:
     """A zip holding `files` under `folder/`, as GroupLens lays out its releases."""

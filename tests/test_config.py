@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import SETTINGS, ConfigError, Settings
+from app.config import RELEASES, SETTINGS, ConfigError, Settings, release_url
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -54,6 +54,27 @@ def test_values_are_parsed_from_the_environment() -> None:
 def test_a_bad_value_names_the_variable(env: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env({env: value})
+
+
+def test_a_release_name_is_kept_and_maps_to_grouplens() -> None:
+    settings = Settings.from_env({"MOVIELENS_SOURCE": "ml-25m"})
+    assert settings.source == "ml-25m"
+    assert release_url("ml-25m") == "https://files.grouplens.org/datasets/movielens/ml-25m.zip"
+    assert release_url("/srv/ml-25m") is None
+
+
+def test_an_unknown_release_name_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"MOVIELENS_SOURCE='ml-5m' must be a known") as info:
+        Settings.from_env({"MOVIELENS_SOURCE": "ml-5m"})
+    assert all(name in str(info.value) for name in RELEASES)
+
+
+def test_a_folder_named_like_a_release_is_still_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ml-mine").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({"MOVIELENS_SOURCE": "ml-mine"}).source == "ml-mine"
 
 
 def test_the_table_declares_every_field() -> None:

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from app import config
 from app.config import Settings
 from app.data.fetch import FetchError, fetch_dataset
 from app.data.movielens import DatasetError, load
-from tests.conftest import TINY_MOVIES, TINY_RATINGS, DatasetServer, make_zip
+from tests.conftest import LAYOUT_FILES, TINY_MOVIES, TINY_RATINGS, DatasetServer, make_zip
 
 
 def leftovers(settings: Settings) -> list[str]:
@@ -239,6 +240,44 @@ async def test_archive_without_ratings_is_refused(settings: Settings, tmp_path: 
     path.write_bytes(make_zip({"movies.csv": TINY_MOVIES, "notes.txt": "hi"}))
     with pytest.raises(DatasetError, match="no ratings.csv"):
         await fetch_dataset(settings.replace(source=str(path)))
+
+
+async def test_archive_of_no_known_layout_names_every_layout(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "other.zip"
+    path.write_bytes(make_zip({"notes.txt": "hi"}))
+    with pytest.raises(DatasetError, match="expected ratings.csv and movies.csv .* u.data"):
+        await fetch_dataset(settings.replace(source=str(path)))
+
+
+@pytest.mark.parametrize("release_name", sorted(LAYOUT_FILES))
+async def test_a_zip_of_every_layout_is_extracted_and_loads(
+    settings: Settings, tmp_path: Path, release_name: str
+) -> None:
+    path = tmp_path / f"{release_name}.zip"
+    path.write_bytes(make_zip(dict(LAYOUT_FILES[release_name]), folder=release_name))
+    folder = await fetch_dataset(settings.replace(source=str(path)))
+    assert len(load(folder).ratings) > 0
+
+
+async def test_a_release_name_downloads_from_grouplens(
+    settings: Settings, dataset_server: DatasetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ml-10m.zip unpacks to ml-10M100K, not to a folder named after the zip.
+    body = make_zip(dict(LAYOUT_FILES["ml-10m"]), folder="ml-10M100K")
+    dataset_server.serve_bytes("/movielens/ml-10m.zip", body)
+    monkeypatch.setattr(config, "GROUPLENS_URL", dataset_server.url("/movielens/{name}.zip"))
+    folder = await fetch_dataset(settings.replace(source="ml-10m"))
+    assert folder == settings.data_dir / "ml-10m"
+    assert load(folder).movies.loc[20, "title"] == "Café Society: A Story"
+    assert dataset_server.hits["/movielens/ml-10m.zip"] == 1
+
+
+async def test_an_unknown_name_lists_the_known_releases(settings: Settings) -> None:
+    with pytest.raises(FetchError, match="nor a known release name .*ml-25m") as info:
+        await fetch_dataset(settings.replace(source="ml-5m"))
+    assert "ml-25m" in info.value.hint
 
 
 async def test_local_zip_is_extracted_once(settings: Settings, tiny_zip: Path) -> None:

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from app.config import Settings
-from app.data.movielens import MOVIES_FILE, RATINGS_FILE, DatasetError
+from app.config import RELEASES, Settings, release_url
+from app.data.movielens import LAYOUTS, DatasetError, expected_files
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +74,19 @@ async def fetch_dataset(settings: Settings, progress: ProgressCallback | None = 
     """Return a local folder holding the release named by `settings.source`, fetching if needed."""
     report = progress or _ignore_progress
     source = settings.source
-    if _is_url(source):
-        return await _fetch_url(source, settings, report)
+    url = source if _is_url(source) else release_url(source)
+    if url is not None:
+        return await _fetch_url(url, settings, report)
     path = Path(source).expanduser()
     if path.is_dir():
         return path
     if path.is_file():
         return await _fetch_local_zip(path, settings, report)
     raise FetchError(
-        f"MOVIELENS_SOURCE={source!r} is neither an http(s) URL nor an existing zip or folder.",
-        hint="Set MOVIELENS_SOURCE to a MovieLens zip URL, a local .zip or an extracted folder.",
+        f"MOVIELENS_SOURCE={source!r} is neither an http(s) URL nor an existing zip or folder "
+        f"nor a known release name ({', '.join(RELEASES)}).",
+        hint="Set MOVIELENS_SOURCE to a release name such as ml-25m, a MovieLens zip URL, "
+        "a local .zip or an extracted folder.",
     )
 
 
@@ -388,10 +391,23 @@ def _safe_members(archive: zipfile.ZipFile, max_bytes: int) -> list[zipfile.ZipI
             )
         if parts:
             basenames.add(parts[-1])
-    for required in (RATINGS_FILE, MOVIES_FILE):
-        if required not in basenames:
-            raise DatasetError(f"The archive has no {required}; is it a MovieLens release?")
+    _check_layout(basenames)
     return members
+
+
+def _check_layout(basenames: set[str]) -> None:
+    """Refuse an archive without both files of some MovieLens layout, naming what is missing."""
+    pairs = [(layout.ratings_file, layout.movies_file) for layout in LAYOUTS]
+    if any(set(pair) <= basenames for pair in pairs):
+        return
+    for pair in pairs:
+        if set(pair) & basenames:
+            missing = next(name for name in pair if name not in basenames)
+            raise DatasetError(f"The archive has no {missing}; is it a MovieLens release?")
+    raise DatasetError(
+        f"The archive has no MovieLens files: expected {expected_files()}; "
+        "is it a MovieLens release?"
+    )
 
 
 def _extract(

@@ -283,3 +283,24 @@ def test_top_agrees_with_a_full_sort_on_large_tied_arrays(seed: int) -> None:
     for count in (1, 5, 10, 50, 100, 3_000):
         expected = np.lexsort((np.arange(size), -values))[:count]
         assert top(values, count).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("offset", [0, 10**9])
+def test_the_matrix_does_not_depend_on_row_order_or_id_size(offset: int) -> None:
+    rng = np.random.default_rng(3)
+    ordered = frame([(u + offset, m + offset, r) for u, m, r in TINY])
+    shuffled = ordered.iloc[rng.permutation(len(ordered))]
+    a, b = RatingMatrix.from_frame(ordered), RatingMatrix.from_frame(shuffled)
+    assert (
+        a.user_ids.tolist()
+        == b.user_ids.tolist()
+        == [1 + offset, 2 + offset, 3 + offset, 4 + offset]
+    )
+    assert a.item_ids.tolist() == [m + offset for m in (10, 20, 30, 40, 50)]
+    for part in ("by_user", "by_item"):
+        left, right = getattr(a, part), getattr(b, part)
+        assert (left.toarray() == right.toarray()).all()
+        assert left.indices.tolist() == right.indices.tolist() and right.has_sorted_indices
+    assert fit(shuffled).recommend(1 + offset, n=3, k=2) == fit(ordered).recommend(
+        1 + offset, n=3, k=2
+    )

@@ -72,8 +72,8 @@ class RatingMatrix:
     @classmethod
     def from_frame(cls, ratings: pd.DataFrame) -> RatingMatrix:
         """Build from a frame with user_id, movie_id and rating columns, one row per pair."""
-        user_ids, rows = np.unique(ratings["user_id"].to_numpy(), return_inverse=True)
-        item_ids, cols = np.unique(ratings["movie_id"].to_numpy(), return_inverse=True)
+        user_ids, rows = _dense_codes(ratings["user_id"].to_numpy())
+        item_ids, cols = _dense_codes(ratings["movie_id"].to_numpy())
         values = ratings["rating"].to_numpy(dtype=VALUE)
         return cls.from_coordinates(user_ids, item_ids, rows, cols, values)
 
@@ -88,8 +88,17 @@ class RatingMatrix:
     ) -> RatingMatrix:
         """Build from (row, column, rating) triples over the given sorted id arrays."""
         shape = (len(user_ids), len(item_ids))
-        by_user = _as_32bit(sp.csr_matrix((values, (rows, cols)), shape=shape, dtype=VALUE))
-        by_user.sort_indices()
+        rows = np.asarray(rows, dtype=INDEX)
+        cols = np.asarray(cols, dtype=INDEX)
+        values = np.asarray(values, dtype=VALUE)
+        if _sorted_by_row_then_column(rows, cols):
+            # MovieLens files come sorted by user then movie: the CSR arrays are the columns.
+            indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+            by_user = _as_32bit(_wrap(values, cols, indptr, shape))
+        else:
+            by_user = _as_32bit(sp.csr_matrix((values, (rows, cols)), shape=shape, dtype=VALUE))
+            by_user.sort_indices()
         # The transpose comes out of SciPy's linear CSR -> CSC pass with sorted rows.
         by_item = _as_32bit(by_user.T.tocsr())
         squares = np.square(values, dtype=np.float64)
@@ -194,6 +203,30 @@ class RatingMatrix:
     def user_items(self, row: int) -> np.ndarray:
         """Column indices the user rated."""
         return self.by_user.indices[self.by_user.indptr[row] : self.by_user.indptr[row + 1]]
+
+
+def _dense_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct ids and each id's position among them (0, 1, 2, ...).
+
+    MovieLens ids are small integers, so a lookup table over 0..max is linear where
+    np.unique would sort all 25 million values; other ids fall back to np.unique.
+    """
+    ids = np.asarray(ids)
+    if len(ids) and ids.dtype.kind in "iu" and 0 <= ids.min() and ids.max() < 4 * len(ids) + 1024:
+        present = np.bincount(ids)
+        distinct = np.flatnonzero(present)
+        lookup = np.cumsum(present > 0, dtype=np.int64) - 1
+        return distinct, lookup[ids].astype(INDEX)
+    distinct, codes = np.unique(ids, return_inverse=True)
+    return distinct, codes.astype(INDEX)
+
+
+def _sorted_by_row_then_column(rows: np.ndarray, cols: np.ndarray) -> bool:
+    """True when the pairs are strictly increasing by (row, column): no sort needed."""
+    if len(rows) < 2:
+        return True
+    row_step = np.diff(rows)
+    return bool(np.all((row_step > 0) | ((row_step == 0) & (np.diff(cols) > 0))))
 
 
 def gather_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HTMX := static/vendor/htmx.min.js
 
-.PHONY: run test lint bench install static clean
+.PHONY: run test lint bench evaluate install static clean
 
 run: install static
 	$(BIN)/movierec serve
@@ -19,6 +19,10 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/recommend_latency.py
+
+# Offline evaluation of every algorithm; the dataset comes from MOVIELENS_SOURCE as for `run`.
+evaluate: install
+	$(BIN)/movierec evaluate $(EVALUATE_ARGS)
 
 install: $(VENV)/.installed
 

@@ -7,10 +7,11 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from app.config import ConfigError, Settings
 
-COMMANDS = ("serve",)
+COMMANDS = ("serve", "evaluate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,12 +22,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     options = parser.parse_args(args)
     # Flags override the environment and go through the same parsers, so they are checked alike.
-    flags = {"HOST": options.host, "PORT": options.port, "WORKERS": options.workers}
+    if options.command == "evaluate":
+        flags = {"MOVIELENS_SOURCE": options.source}
+    else:
+        flags = {"HOST": options.host, "PORT": options.port, "WORKERS": options.workers}
     environ = {**os.environ, **{name: value for name, value in flags.items() if value is not None}}
     try:
         settings = Settings.from_env(environ)
     except ConfigError as exc:
         parser.error(str(exc))
+    if options.command == "evaluate":
+        return evaluate(settings, options, parser)
     return serve(settings)
 
 
@@ -44,6 +50,41 @@ def serve(settings: Settings) -> int:
     return run(hypercorn_config(settings))
 
 
+def evaluate(
+    settings: Settings, options: argparse.Namespace, parser: argparse.ArgumentParser
+) -> int:
+    """Run the offline evaluation and print its table; reports go to --out."""
+    from app.data.movielens import DatasetError
+    from app.evaluation.command import Options, candidates, run
+
+    algorithms = tuple(name.strip() for name in options.algorithms.split(",") if name.strip())
+    algorithms = algorithms or Options().algorithms
+    try:
+        original_ks = tuple(int(k) for k in options.original_k.split(",") if k.strip())
+        candidates(algorithms, original_ks)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if options.k < 1 or any(k < 1 for k in original_ks):
+        parser.error("--k and --original-k need whole numbers of at least 1")
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(
+            settings,
+            Options(
+                split=options.split,
+                k=options.k,
+                algorithms=algorithms,
+                original_ks=original_ks,
+                seed=options.seed,
+                out=options.out,
+            ),
+        )
+    except DatasetError as exc:
+        print(f"movierec evaluate: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movierec", description="MovieLens recommendations.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +92,27 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", help="address to listen on (env HOST)")
     serve_cmd.add_argument("--port", help="port to listen on (env PORT)")
     serve_cmd.add_argument("--workers", help="Hypercorn worker processes (env WORKERS)")
+
+    # Literal defaults (checked against app.evaluation.command.Options by a test) keep
+    # pandas and the algorithms out of `serve`'s start-up.
+    evaluate_cmd = commands.add_parser(
+        "evaluate", help="offline evaluation of the algorithms; writes latest.json and latest.md"
+    )
+    evaluate_cmd.add_argument("--split", choices=("random", "temporal", "both"), default="both")
+    evaluate_cmd.add_argument("--k", type=int, default=10, help="list length (default 10)")
+    evaluate_cmd.add_argument(
+        "--algorithms", default="", help="comma-separated algorithm names (default: all)"
+    )
+    evaluate_cmd.add_argument(
+        "--original-k",
+        default="5,10,20,50,100",
+        help="neighbourhood sizes to evaluate the original at ('' for its default only)",
+    )
+    evaluate_cmd.add_argument("--seed", type=int, default=42, help="random split seed (42)")
+    evaluate_cmd.add_argument(
+        "--out", type=Path, help="folder for latest.json and latest.md (DATA_DIR/evaluation)"
+    )
+    evaluate_cmd.add_argument("--source", help="dataset source (env MOVIELENS_SOURCE)")
     return parser
 
 

@@ -4,14 +4,27 @@ NumPy/SciPy only: no web, no I/O.
 """
 
 from app.recommender.base import Algorithm, NotFitted, Ranking, Reason, TooLarge, top
+from app.recommender.ease import EASE
+from app.recommender.itemknn import ItemKNN
 from app.recommender.matrix import Profile, RatingMatrix, UnknownUser
 from app.recommender.original import Neighbour, Recommendation, UserKNN
+from app.recommender.popularity import Popularity
+from app.recommender.registry import ALGORITHMS, DEFAULT_ALGORITHM, FALLBACK_ALGORITHM, create
+from app.recommender.rp3beta import RP3Beta
+from app.recommender.userknn import WeightedUserKNN
 
 __all__ = [
+    "ALGORITHMS",
+    "DEFAULT_ALGORITHM",
+    "EASE",
+    "FALLBACK_ALGORITHM",
     "Algorithm",
+    "ItemKNN",
     "Neighbour",
     "NotFitted",
+    "Popularity",
     "Profile",
+    "RP3Beta",
     "Ranking",
     "RatingMatrix",
     "Reason",
@@ -19,5 +32,7 @@ __all__ = [
     "TooLarge",
     "UnknownUser",
     "UserKNN",
+    "WeightedUserKNN",
+    "create",
     "top",
 ]

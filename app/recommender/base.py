@@ -41,10 +41,12 @@ class Reason:
 
     `source="user"`: a similar user (`id` is their MovieLens user id) who gave the film
     `rating`. `source="movie"`: a film the person rated (`id` is its movie id, `rating`
-    their rating of it) that is `similarity`-similar to the recommended one.
+    their rating of it) that is `similarity`-similar to the recommended one (for EASE, its
+    learned item weight). `source="popular"`: the film itself (`id` is its movie id) is
+    widely rated: `similarity` is the share of users who rated it, `rating` its mean rating.
     """
 
-    source: Literal["user", "movie"]
+    source: Literal["user", "movie", "popular"]
     id: int
     similarity: float
     rating: float
@@ -54,12 +56,14 @@ class Algorithm(Protocol):
     """A recommender estimator: fit once on a RatingMatrix, then rank and explain any profile.
 
     `name` is the key used in URLs and the API; `label` what the page shows; `uses_k` says
-    whether the per-request neighbourhood size `k` changes its answers.
+    whether the per-request neighbourhood size `k` changes its answers; `supports_adhoc`
+    whether it can rank an ad-hoc profile (row=None) from its ratings alone, without a refit.
     """
 
     name: str
     label: str
     uses_k: bool
+    supports_adhoc: bool
 
     def fit(self, matrix: RatingMatrix) -> Self:
         """Learn from the matrix; raises TooLarge instead of exhausting memory."""

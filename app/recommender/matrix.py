@@ -212,7 +212,7 @@ def _dense_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     np.unique would sort all 25 million values; other ids fall back to np.unique.
     """
     ids = np.asarray(ids)
-    if len(ids) and ids.dtype.kind in "iu" and 0 <= ids.min() and ids.max() < 4 * len(ids) + 1024:
+    if len(ids) and ids.dtype.kind in "iu" and ids.min() >= 0 and ids.max() < 4 * len(ids) + 1024:
         present = np.bincount(ids)
         distinct = np.flatnonzero(present)
         lookup = np.cumsum(present > 0, dtype=np.int64) - 1

@@ -47,6 +47,7 @@ class UserKNN:
     name = "original"
     label = "Original: 5 most similar users, plain mean"
     uses_k = True
+    supports_adhoc = True
 
     def __init__(self, k: int = DEFAULT_K) -> None:
         self.k = k

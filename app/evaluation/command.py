@@ -1,0 +1,84 @@
+"""`movierec evaluate`: fetch the dataset as the server does, split, evaluate, report."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from app.config import Settings
+from app.data.fetch import fetch_dataset
+from app.evaluation.report import ProgressBar, terminal_table, write_reports
+from app.evaluation.run import DEFAULT_K, Candidate, Evaluation, evaluate
+from app.evaluation.split import (
+    DEFAULT_SEED,
+    Split,
+    load_ratings_with_timestamps,
+    random_holdout,
+    temporal_holdout,
+)
+from app.recommender import ALGORITHMS, DEFAULT_ALGORITHM
+
+SPLITS = ("random", "temporal", "both")
+ORIGINAL_KS = (5, 10, 20, 50, 100)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to evaluate and where to write it; `out=None` means DATA_DIR/evaluation."""
+
+    split: str = "both"
+    k: int = DEFAULT_K
+    algorithms: tuple[str, ...] = tuple(ALGORITHMS)
+    original_ks: tuple[int, ...] = ORIGINAL_KS
+    seed: int = DEFAULT_SEED
+    out: Path | None = None
+
+
+def candidates(algorithms: Sequence[str], original_ks: Sequence[int]) -> list[Candidate]:
+    """Each algorithm with its default parameters; `original` once per neighbourhood size."""
+    unknown = [name for name in algorithms if name not in ALGORITHMS]
+    if unknown:
+        raise ValueError(
+            f"unknown algorithm(s) {', '.join(unknown)}; known: {', '.join(ALGORITHMS)}"
+        )
+    chosen: list[Candidate] = []
+    for name in algorithms:
+        if name == "original" and original_ks:
+            chosen += [Candidate(name, {"k": k}) for k in original_ks]
+        else:
+            chosen.append(Candidate(name))
+    return chosen
+
+
+def run(settings: Settings, options: Options, stream: TextIO | None = None) -> Evaluation:
+    """Fetch, load, split, evaluate, write latest.json and latest.md, print the table."""
+    out = sys.stdout if stream is None else stream
+    bar = ProgressBar()
+    chosen = candidates(options.algorithms, options.original_ks)
+    folder = asyncio.run(fetch_dataset(settings, bar))
+    release = folder
+    ratings = load_ratings_with_timestamps(folder)
+    splits: list[Split] = []
+    if options.split in ("random", "both"):
+        splits.append(random_holdout(ratings, seed=options.seed))
+    if options.split in ("temporal", "both"):
+        splits.append(temporal_holdout(ratings))
+    evaluation = evaluate(
+        ratings,
+        splits,
+        chosen,
+        k=options.k,
+        seed=options.seed,
+        dataset={"name": release.name, "source": settings.source},
+        progress=bar,
+    )
+    json_path, markdown_path = write_reports(
+        evaluation, options.out or settings.data_dir / "evaluation"
+    )
+    out.write(terminal_table(evaluation))
+    out.write(f"\nDefault algorithm: {DEFAULT_ALGORITHM}\nWrote {json_path} and {markdown_path}\n")
+    return evaluation

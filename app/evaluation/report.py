@@ -1,0 +1,193 @@
+"""Present an Evaluation: a plain-data dict for JSON, a Markdown report, a terminal table, a bar."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+from app.evaluation.run import AlgorithmResult, Evaluation
+
+COUNTING_NOTE = (
+    "Accuracy metrics (precision, recall, nDCG, MAP, hit rate) are averaged over the test "
+    "users with at least one relevant held-out film (rated >= {threshold}); users whose "
+    "held-out ratings are all lower are left out of those averages but still get a list, "
+    "which counts towards coverage, popularity and latency. nDCG uses binary relevance and "
+    "an ideal DCG over min(k, relevant); MAP@k divides by min(k, relevant); precision "
+    "divides by k. Coverage: distinct recommended films / films in training. Popularity: "
+    "median number of training ratings over all recommendations made."
+)
+COLUMNS = (
+    ("Algorithm", "{}"),
+    ("nDCG", "{:.4f}"),
+    ("P", "{:.4f}"),
+    ("R", "{:.4f}"),
+    ("MAP", "{:.4f}"),
+    ("Hit", "{:.3f}"),
+    ("Cov", "{:.3f}"),
+    ("Pop", "{:.0f}"),
+    ("Users", "{}"),
+    ("Fit s", "{:.2f}"),
+    ("Rank ms", "{:.2f}"),
+)
+
+
+def as_dict(evaluation: Evaluation) -> dict[str, Any]:
+    """Plain data for JSON; NaN (no value) becomes null."""
+    data = _no_nan(dataclasses.asdict(evaluation))
+    data["note"] = COUNTING_NOTE.format(threshold=evaluation.relevant_rating)
+    assert isinstance(data, dict)
+    return data
+
+
+def write_reports(evaluation: Evaluation, folder: Path) -> tuple[Path, Path]:
+    """Write latest.json and latest.md into `folder`, each via a temporary file and a rename."""
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path = folder / "latest.json"
+    markdown_path = folder / "latest.md"
+    _write_atomic(json_path, json.dumps(as_dict(evaluation), indent=2) + "\n")
+    _write_atomic(markdown_path, markdown(evaluation))
+    return json_path, markdown_path
+
+
+def result_key(result: AlgorithmResult) -> str:
+    """Algorithm name with its parameters, e.g. `original(k=20)`."""
+    if not result.params:
+        return result.algorithm
+    return f"{result.algorithm}({', '.join(f'{n}={v}' for n, v in result.params.items())})"
+
+
+def markdown(evaluation: Evaluation) -> str:
+    """The report as Markdown: run details, then one table per split."""
+    dataset = evaluation.dataset
+    lines = [
+        "# Offline evaluation",
+        "",
+        f"- Ran at: {evaluation.ran_at}",
+        f"- Dataset: {dataset.get('name', '?')} ({dataset['ratings']:,} ratings, "
+        f"{dataset['users']:,} users, {dataset['movies']:,} movies)",
+        f"- k = {evaluation.k}, seed = {evaluation.seed}, relevant = held-out rating >= "
+        f"{evaluation.relevant_rating}",
+        "",
+        COUNTING_NOTE.format(threshold=evaluation.relevant_rating),
+    ]
+    for split in evaluation.splits:
+        lines += [
+            "",
+            f"## {split.name}: {split.description}",
+            "",
+            f"{split.train_ratings:,} training and {split.test_ratings:,} held-out ratings.",
+            "",
+        ]
+        lines += _table(split.results, split.k, markdown=True)
+    return "\n".join(lines) + "\n"
+
+
+def terminal_table(evaluation: Evaluation) -> str:
+    """Each split's results as an aligned text table."""
+    blocks = []
+    for split in evaluation.splits:
+        rows = _table(split.results, split.k, markdown=False)
+        blocks.append(f"{split.name}: {split.description}\n" + "\n".join(rows))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _table(results: list[AlgorithmResult], k: int, *, markdown: bool) -> list[str]:
+    header = [
+        name if name in ("Algorithm", "Users", "Fit s", "Rank ms") else f"{name}@{k}"
+        for name, _ in COLUMNS
+    ]
+    header[6:8] = ["Coverage", "Pop. median"]
+    rows = [header]
+    for result in results:
+        values = (
+            result_key(result),
+            result.ndcg,
+            result.precision,
+            result.recall,
+            result.map,
+            result.hit_rate,
+            result.coverage,
+            result.popularity_median,
+            result.users,
+            result.fit_seconds,
+            result.rank_ms_median,
+        )
+        cells = [_cell(fmt, value) for (_, fmt), value in zip(COLUMNS, values, strict=True)]
+        if result.error:
+            cells[1] = f"refused: {result.error}"
+        rows.append(cells)
+    if markdown:
+        out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" + "---:|" * (len(COLUMNS) - 1)]
+        return out + ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    widths = [max(len(row[i]) for row in rows if len(row) > i) for i in range(len(COLUMNS))]
+    # A refusal message spans the metric columns rather than widening them.
+    widths[1] = max(len(row[1]) for row in rows if not row[1].startswith("refused"))
+    return [
+        "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def _cell(fmt: str, value: object) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "-"
+    return fmt.format(value)
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _no_nan(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(item) for item in value]
+    return value
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal stream (stderr), redrawn only when it moves."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self._shown: tuple[str, int] | None = None
+        self._open = False
+
+    def __call__(self, what: str, done: int, total: int | None) -> None:
+        """Show `what` at done/total; a finished task ends its line."""
+        filled = self.width * done // total if total else 0
+        state = (what, filled if total else done)
+        if state == self._shown and done != total:
+            return
+        if self._shown is not None and self._shown[0] != what and self._open:
+            self.stream.write("\n")
+        self._shown = state
+        self._open = not (total and done >= total)
+        if total:
+            bar = "#" * filled + "." * (self.width - filled)
+            line = f"\r{what[:40]:<40} [{bar}] {done}/{total}"
+        else:
+            line = f"\r{what[:40]:<40} {done:,}"
+        self.stream.write(line)
+        if total and done >= total:
+            self.stream.write("\n")
+        self.stream.flush()

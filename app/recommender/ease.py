@@ -1,0 +1,158 @@
+"""EASE (Steck 2019): a dense item x item linear model solved in closed form.
+
+With X the users x films rating matrix (films rated at least `min_ratings` times; ones
+instead of ratings with `binary=True`, as in the paper) and P = (X^T X + l2 I)^-1, the
+weights are B = I - P diag(1 / diag(P)) with a zero diagonal: each film is predicted from
+all the others, so a profile x scores film j as
+
+    score(j) = sum over the profile's films i of  x_i * B[i, j]
+
+Feeding ratings rather than ones, with a stronger l2 to match their scale, measured better
+on ml-latest-small (README, Evaluation), so that is the default.
+which needs only the rows of B for the films rated: ad-hoc profiles work without a refit.
+The dense solve needs about three n x n float64 arrays, so fit() estimates that first and
+raises TooLarge, before allocating anything, when it exceeds `memory_budget` bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+
+from app.recommender.base import NotFitted, Ranking, Reason, TooLarge, top, unseen_top
+from app.recommender.matrix import Profile, RatingMatrix
+
+DEFAULT_L2 = 2500.0
+DEFAULT_MIN_RATINGS = 5
+DEFAULT_MEMORY_BUDGET = 2 << 30
+# Peak during fit: the Gram matrix and its inverse in float64, plus the float32 weights
+# and LAPACK's workspace; three float64 n x n arrays bound it.
+BYTES_PER_CELL = 3 * 8
+
+
+class EASE:
+    """Embarrassingly shallow autoencoder over films with at least `min_ratings` ratings.
+
+    Fitted state: `matrix_`, `columns_` (the matrix columns modelled, ascending), `position_`
+    (each matrix column's index in `columns_`, -1 if not modelled) and `weights_` (float32
+    len(columns_) x len(columns_), zero diagonal).
+    """
+
+    name = "ease"
+    label = "EASE: linear film-to-film model"
+    uses_k = False
+    supports_adhoc = True
+
+    def __init__(
+        self,
+        l2: float = DEFAULT_L2,
+        min_ratings: int = DEFAULT_MIN_RATINGS,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        binary: bool = False,
+    ) -> None:
+        self.binary = binary
+        self.l2 = l2
+        self.min_ratings = min_ratings
+        self.memory_budget = memory_budget
+        self.matrix_: RatingMatrix | None = None
+        self.columns_: np.ndarray | None = None
+        self.position_: np.ndarray | None = None
+        self.weights_: np.ndarray | None = None
+
+    def modelled_columns(self, matrix: RatingMatrix) -> np.ndarray:
+        """The columns with at least `min_ratings` ratings."""
+        return np.flatnonzero(matrix.item_count >= self.min_ratings)
+
+    def estimate_bytes(self, matrix: RatingMatrix) -> int:
+        """Peak memory fit() would need for this matrix."""
+        n = len(self.modelled_columns(matrix))
+        return BYTES_PER_CELL * n * n
+
+    def fit(self, matrix: RatingMatrix) -> Self:
+        """Solve for B; TooLarge (before allocating) if the estimate exceeds the budget."""
+        columns = self.modelled_columns(matrix)
+        needed = self.estimate_bytes(matrix)
+        if needed > self.memory_budget:
+            raise TooLarge(
+                f"EASE over {len(columns):,} films needs about {needed / 2**30:.1f} GiB, "
+                f"over its budget of {self.memory_budget / 2**30:.1f} GiB; raise min_ratings "
+                "or the budget, or choose another algorithm"
+            )
+        inputs = matrix.by_user[:, columns]
+        if self.binary:
+            inputs.data = np.ones_like(inputs.data)
+        gram = (inputs.T @ inputs).toarray().astype(np.float64)
+        gram[np.diag_indices_from(gram)] += self.l2
+        precision = np.linalg.inv(gram)
+        del gram
+        # B = I - P / diag(P), column-wise; the diagonal becomes exactly 0.
+        precision /= -np.diag(precision)[np.newaxis, :]
+        np.fill_diagonal(precision, 0.0)
+        position = np.full(matrix.n_items, -1, dtype=np.int64)
+        position[columns] = np.arange(len(columns))
+        self.matrix_ = matrix
+        self.columns_ = columns
+        self.position_ = position
+        self.weights_ = precision.astype(np.float32)
+        return self
+
+    def _fitted(self) -> tuple[RatingMatrix, np.ndarray, np.ndarray, np.ndarray]:
+        if (
+            self.matrix_ is None
+            or self.columns_ is None
+            or self.position_ is None
+            or self.weights_ is None
+        ):
+            raise NotFitted("fit() the model before using it")
+        return self.matrix_, self.columns_, self.position_, self.weights_
+
+    def _profile_weights(self, profile: Profile) -> np.ndarray:
+        if self.binary:
+            return np.ones(len(profile.items), dtype=np.float32)
+        return np.asarray(profile.ratings, dtype=np.float32)
+
+    def rank(self, profile: Profile, n: int, k: int | None = None) -> Ranking:
+        """The n best unrated modelled films by the sum of B's rows for the films rated."""
+        matrix, columns, position, weights = self._fitted()
+        rated = position[profile.items]
+        rated = rated[rated >= 0]
+        scores = np.full(matrix.n_items, -np.inf)
+        if len(rated):
+            scores[columns] = (
+                self._profile_weights(profile)[position[profile.items] >= 0] @ weights[rated]
+            )
+        best = unseen_top(scores, profile.items, n)
+        return Ranking(best, scores[best])
+
+    def explain(self, profile: Profile, ranking: Ranking, limit: int = 3) -> list[list[Reason]]:
+        """For each film, the rated films contributing most (rating x weight), strongest first.
+
+        `Reason.similarity` is the learned weight B[i, j] of the rated film towards this one.
+        """
+        matrix, _, position, weights = self._fitted()
+        rated = position[profile.items]
+        modelled = np.flatnonzero(rated >= 0)
+        inputs = self._profile_weights(profile)[modelled].astype(np.float64)
+        reasons: list[list[Reason]] = []
+        for column in ranking.items:
+            target = position[column]
+            if target < 0 or len(modelled) == 0:
+                reasons.append([])
+                continue
+            weight = weights[rated[modelled], target].astype(np.float64)
+            contribution = weight * inputs
+            chosen = top(contribution, limit)
+            chosen = chosen[contribution[chosen] > 0]
+            reasons.append(
+                [
+                    Reason(
+                        "movie",
+                        int(matrix.item_ids[profile.items[modelled[i]]]),
+                        float(weight[i]),
+                        float(profile.ratings[modelled[i]]),
+                    )
+                    for i in chosen
+                ]
+            )
+        return reasons

@@ -1,0 +1,181 @@
+"""Item-item kNN: each film's most similar films by cosine, kept as a sparse weight matrix.
+
+Fit computes, a block of films at a time, the cosine between rating columns
+
+    sim(i, j) = (x_i . x_j) / (|x_i| |x_j| + shrink)
+
+and keeps, for every target film i, only its `neighbours` most similar films j (positive
+similarity only), stored as W[j, i] in CSR by j. A profile's score for film i is then
+
+    score(i) = sum over the profile's films j of  w(j) * W[j, i]
+
+with w(j) the person's rating of j (or 1 with `binary=True`), so ranking one profile reads
+only the rows of the films it rated: any ad-hoc profile works without a refit. Memory is
+n_items x neighbours weights; the dense block during fit is capped at `block_bytes`.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from app.recommender.base import NotFitted, Ranking, Reason, top, unseen_top
+from app.recommender.matrix import INDEX, VALUE, Profile, RatingMatrix
+
+DEFAULT_NEIGHBOURS = 50
+DEFAULT_SHRINK = 50.0
+BLOCK_BYTES = 64 << 20
+
+
+class ItemKNN:
+    """Item-based kNN over pruned cosine similarities; explains with the films the person rated.
+
+    Fitted state: `matrix_` and `weights_` (items x items CSR, row = rated film, column =
+    recommended film).
+    """
+
+    name = "itemknn"
+    label = "Similar films (item-item cosine)"
+    uses_k = False
+    supports_adhoc = True
+    # Block rows are target films (prune per target) rather than source films.
+    _rows_are_targets = True
+
+    def __init__(
+        self,
+        neighbours: int = DEFAULT_NEIGHBOURS,
+        shrink: float = DEFAULT_SHRINK,
+        binary: bool = False,
+        block_bytes: int = BLOCK_BYTES,
+    ) -> None:
+        self.neighbours = neighbours
+        self.shrink = shrink
+        self.binary = binary
+        self.block_bytes = block_bytes
+        self.matrix_: RatingMatrix | None = None
+        self.weights_: sp.csr_matrix | None = None
+
+    def fit(self, matrix: RatingMatrix) -> Self:
+        """Build the pruned weight matrix block by block."""
+        self._prepare(matrix)
+        n = matrix.n_items
+        step = max(1, self.block_bytes // (8 * max(n, 1)))
+        sources: list[np.ndarray] = []
+        targets: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            block = self._block(matrix, start, stop)
+            # A film is not its own neighbour.
+            block[np.arange(stop - start), np.arange(start, stop)] = 0.0
+            rows, cols = _top_per_row(block, self.neighbours)
+            kept = block[rows, cols]
+            positive = kept > 0
+            rows, cols, kept = rows[positive] + start, cols[positive], kept[positive]
+            if self._rows_are_targets:
+                rows, cols = cols, rows
+            sources.append(rows)
+            targets.append(cols)
+            values.append(kept)
+        weights = sp.csr_matrix(
+            (
+                np.concatenate(values).astype(VALUE) if values else np.empty(0, VALUE),
+                (
+                    np.concatenate(sources) if sources else np.empty(0, INDEX),
+                    np.concatenate(targets) if targets else np.empty(0, INDEX),
+                ),
+            ),
+            shape=(n, n),
+        )
+        weights.sort_indices()
+        self._release()
+        self.matrix_ = matrix
+        self.weights_ = weights
+        return self
+
+    def _prepare(self, matrix: RatingMatrix) -> None:
+        """Per-fit state the block computation needs."""
+        columns = self._columns(matrix)
+        self._norm = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=1)).ravel())
+
+    def _release(self) -> None:
+        """Drop what _prepare() kept for the blocks."""
+        self._norm = np.empty(0)
+
+    def _columns(self, matrix: RatingMatrix) -> sp.csr_matrix:
+        """Items x users, ratings or ones."""
+        if not self.binary:
+            return matrix.by_item
+        ones = matrix.by_item.copy()
+        ones.data = np.ones_like(ones.data)
+        return ones
+
+    def _block(self, matrix: RatingMatrix, start: int, stop: int) -> np.ndarray:
+        """Cosine of films start..stop with every film, dense (stop - start) x n_items."""
+        columns = self._columns(matrix)
+        dots = (columns[start:stop] @ columns.T).toarray().astype(np.float64)
+        denominator = self._norm[start:stop, np.newaxis] * self._norm[np.newaxis, :] + self.shrink
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cosine = dots / denominator
+        cosine[~np.isfinite(cosine)] = 0.0
+        return cosine
+
+    def _fitted(self) -> tuple[RatingMatrix, sp.csr_matrix]:
+        if self.matrix_ is None or self.weights_ is None:
+            raise NotFitted("fit() the model before using it")
+        return self.matrix_, self.weights_
+
+    def _profile_weights(self, profile: Profile) -> np.ndarray:
+        if self.binary:
+            return np.ones(len(profile.items), dtype=np.float64)
+        return profile.ratings.astype(np.float64)
+
+    def rank(self, profile: Profile, n: int, k: int | None = None) -> Ranking:
+        """The n best unrated films by the weighted sum over the profile's films' neighbours."""
+        matrix, weights = self._fitted()
+        rows = weights[profile.items]
+        per_entry = np.repeat(self._profile_weights(profile), np.diff(rows.indptr))
+        scores = np.bincount(rows.indices, weights=rows.data * per_entry, minlength=matrix.n_items)
+        # Films linked to nothing the person rated have no evidence; they are not ranked.
+        scores[np.bincount(rows.indices, minlength=matrix.n_items) == 0] = -np.inf
+        best = unseen_top(scores, profile.items, n)
+        return Ranking(best, scores[best])
+
+    def explain(self, profile: Profile, ranking: Ranking, limit: int = 3) -> list[list[Reason]]:
+        """For each film, the rated films contributing most (weight x rating), strongest first."""
+        matrix, weights = self._fitted()
+        block = weights[profile.items][:, ranking.items].tocsc()
+        contribution_weights = self._profile_weights(profile)
+        reasons: list[list[Reason]] = []
+        for position in range(len(ranking.items)):
+            start, end = block.indptr[position], block.indptr[position + 1]
+            sources = block.indices[start:end]
+            similarity = block.data[start:end].astype(np.float64)
+            contribution = similarity * contribution_weights[sources]
+            # top() breaks ties to the lower index; sources are in ascending column order.
+            chosen = top(contribution, limit)
+            chosen = chosen[contribution[chosen] > 0]
+            reasons.append(
+                [
+                    Reason(
+                        "movie",
+                        int(matrix.item_ids[profile.items[sources[i]]]),
+                        float(similarity[i]),
+                        float(profile.ratings[sources[i]]),
+                    )
+                    for i in chosen
+                ]
+            )
+        return reasons
+
+
+def _top_per_row(block: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of each row's `count` largest values (unordered within a row)."""
+    rows, width = block.shape
+    if count >= width:
+        grid = np.indices(block.shape)
+        return grid[0].ravel(), grid[1].ravel()
+    cols = np.argpartition(-block, count - 1, axis=1)[:, :count]
+    return np.repeat(np.arange(rows), count), cols.ravel()

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from app.evaluation.split import (
     holdout_counts,
-    load_ratings_with_timestamps,
     random_holdout,
     temporal_holdout,
 )
-
-from .conftest import TINY_MOVIES, TINY_RATINGS
 
 
 @pytest.fixture
@@ -68,15 +63,3 @@ def test_temporal_holdout_holds_out_each_users_latest(ratings: pd.DataFrame) -> 
     assert (earliest_test > latest_train[earliest_test.index]).all()
     with pytest.raises(ValueError, match="timestamp"):
         temporal_holdout(ratings.drop(columns="timestamp"))
-
-
-def test_load_ratings_with_timestamps_from_a_release_folder(tmp_path: Path) -> None:
-    release = tmp_path / "ml-tiny"
-    release.mkdir()
-    (release / "ratings.csv").write_text(TINY_RATINGS + "1,10,3.0,964990000\n")
-    (release / "movies.csv").write_text(TINY_MOVIES)
-    frame = load_ratings_with_timestamps(tmp_path)
-    assert list(frame.columns) == ["user_id", "movie_id", "rating", "timestamp"]
-    assert len(frame) == 11
-    repeated = frame[(frame["user_id"] == 1) & (frame["movie_id"] == 10)].iloc[0]
-    assert (repeated["rating"], repeated["timestamp"]) == (4.0, 964990000)

@@ -7,7 +7,6 @@ from app.evaluation.metrics import UserScores, coverage, popularity_median, scor
 from app.evaluation.run import AlgorithmResult, Candidate, Evaluation, SplitResult, evaluate
 from app.evaluation.split import (
     Split,
-    load_ratings_with_timestamps,
     random_holdout,
     temporal_holdout,
 )
@@ -21,7 +20,6 @@ __all__ = [
     "UserScores",
     "coverage",
     "evaluate",
-    "load_ratings_with_timestamps",
     "popularity_median",
     "random_holdout",
     "score_user",

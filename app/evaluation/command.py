@@ -11,12 +11,12 @@ from typing import TextIO
 
 from app.config import Settings
 from app.data.fetch import fetch_dataset
+from app.data.movielens import load
 from app.evaluation.report import ProgressBar, terminal_table, write_reports
 from app.evaluation.run import DEFAULT_K, Candidate, Evaluation, evaluate
 from app.evaluation.split import (
     DEFAULT_SEED,
     Split,
-    load_ratings_with_timestamps,
     random_holdout,
     temporal_holdout,
 )
@@ -61,7 +61,7 @@ def run(settings: Settings, options: Options, stream: TextIO | None = None) -> E
     chosen = candidates(options.algorithms, options.original_ks)
     folder = asyncio.run(fetch_dataset(settings, bar))
     release = folder
-    ratings = load_ratings_with_timestamps(folder)
+    ratings = load(folder, with_timestamps=True).ratings
     splits: list[Split] = []
     if options.split in ("random", "both"):
         splits.append(random_holdout(ratings, seed=options.seed))

@@ -7,12 +7,9 @@ at least one in training, so every test user can still be profiled from the trai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from app.data.movielens import RATINGS_FILE, find_release_dir
 
 DEFAULT_FRACTION = 0.2
 DEFAULT_SEED = 42
@@ -26,22 +23,6 @@ class Split:
     description: str
     train: pd.DataFrame
     test: pd.DataFrame
-
-
-def load_ratings_with_timestamps(folder: Path) -> pd.DataFrame:
-    """user_id, movie_id, rating, timestamp from a csv release (repeats: mean rating, last time).
-
-    Stands in for the loader's optional timestamp column until that lands; kept apart on purpose.
-    """
-    path = find_release_dir(folder) / RATINGS_FILE
-    frame = pd.read_csv(
-        path,
-        usecols=["userId", "movieId", "rating", "timestamp"],
-        dtype={"userId": "int64", "movieId": "int64", "rating": "float64", "timestamp": "int64"},
-    ).rename(columns={"userId": "user_id", "movieId": "movie_id"})
-    return frame.groupby(["user_id", "movie_id"], as_index=False, sort=True).agg(
-        rating=("rating", "mean"), timestamp=("timestamp", "max")
-    )
 
 
 def holdout_counts(sizes: np.ndarray, fraction: float) -> np.ndarray:

@@ -47,6 +47,26 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
+ALL_ALGORITHMS = ("all",)
+
+
+def _algorithms(raw: str) -> tuple[str, ...]:
+    # Imported here: the registry pulls in NumPy and SciPy, which config alone does not need.
+    from app.recommender.registry import ALGORITHMS
+
+    text = raw.strip().lower()
+    if text in ("", "all"):
+        return ALL_ALGORITHMS
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in ALGORITHMS]
+    if unknown:
+        raise ValueError(
+            f"must list known algorithms ({', '.join(ALGORITHMS)}) or be all; "
+            f"unknown: {', '.join(unknown)}"
+        )
+    return names
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw.strip())
     if not value > 0:
@@ -182,6 +202,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "PORT", 8000, _port, "Port the server listens on."),
     Setting("workers", "WORKERS", 1, _positive_int, "Number of Hypercorn worker processes."),
     Setting(
+        "algorithms",
+        "ALGORITHMS",
+        ALL_ALGORITHMS,
+        _algorithms,
+        "Algorithms to fit beside `original` (which always runs), comma-separated, or `all`; "
+        "each is fitted in the background after start.",
+    ),
+    Setting(
         "result_cache",
         "RESULT_CACHE",
         4096,
@@ -215,6 +243,7 @@ class Settings:
     port: int = 8000
     workers: int = 1
     result_cache: int = 4096
+    algorithms: tuple[str, ...] = ALL_ALGORITHMS
     log_level: str = "INFO"
 
     @classmethod
@@ -232,6 +261,10 @@ class Settings:
                 reason = str(exc) if _is_own_message(exc) else "has an invalid value"
                 raise ConfigError(f"{setting.env}={raw!r} {reason}") from None
         return cls(**values)
+
+    def enabled(self, algorithm: str) -> bool:
+        """Whether ALGORITHMS lets this algorithm be fitted."""
+        return self.algorithms == ALL_ALGORITHMS or algorithm in self.algorithms
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some values changed."""

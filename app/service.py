@@ -8,23 +8,34 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
+from app.answers import Recommendations, assemble
 from app.cache import LRUCache
 from app.config import Settings
 from app.data import snapshot
-from app.data.catalogue import Catalogue, Movie
+from app.data.catalogue import Catalogue
 from app.data.fetch import FetchError, fetch_dataset
 from app.data.movielens import DatasetError, find_release_dir, load
-from app.recommender import Neighbour, RatingMatrix, Recommendation, UserKNN
+from app.evaluation.report import read_latest
+from app.recommender import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    FALLBACK_ALGORITHM,
+    Algorithm,
+    Neighbour,
+    Profile,
+    RatingMatrix,
+    TooLarge,
+    UserKNN,
+    create,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,44 +79,58 @@ class Status:
         return None
 
 
+class UnknownAlgorithm(ValueError):
+    """No algorithm has this name; the message lists the ones there are."""
+
+
+class AlgorithmUnavailable(RuntimeError):
+    """The algorithm asked for is still being prepared, or cannot run on this dataset."""
+
+
+class Availability(StrEnum):
+    """Where an algorithm is: serving, being fitted in the background, or left out."""
+
+    READY = "ready"
+    PREPARING = "preparing"
+    UNAVAILABLE = "unavailable"
+
+
 @dataclass(frozen=True)
-class MovieResult:
-    """One recommended movie with what the page and the API show about it."""
+class AlgorithmStatus:
+    """One algorithm as the page and the API list it."""
 
-    movie_id: int
-    title: str
-    year: int | None
-    genres: tuple[str, ...]
-    score: float
-    neighbours_rated: int
-    avg_rating: float | None
-    ratings_count: int
-
-
-@dataclass(frozen=True)
-class Recommendations:
-    """The answer to one request: the movies and the neighbours they came from."""
-
-    user_id: int
-    n: int
-    k: int
-    movies: list[MovieResult]
-    neighbours: list[Neighbour]
+    name: str
+    label: str
+    uses_k: bool
+    availability: Availability
+    reason: str = ""
 
 
 # Bumped whenever what a snapshot holds changes meaning, so old snapshots are rebuilt.
 MODEL_VERSION = 1
 SNAPSHOT_DIR = "snapshots"
+EVALUATION_DIR = "evaluation"
 
 
 @dataclass
 class _Model:
-    """What a build produces; swapped in with one assignment, with a fresh answer cache."""
+    """What a build produces; swapped in with one assignment, with a fresh answer cache.
 
-    knn: UserKNN
+    `algorithms` holds the fitted ones; others join it from a background task as their
+    fits finish (one dict assignment each), and `statuses` says where each one is.
+    """
+
+    matrix: RatingMatrix
     catalogue: Catalogue
     from_snapshot: bool
+    algorithms: dict[str, Algorithm] = field(default_factory=dict)
+    statuses: dict[str, AlgorithmStatus] = field(default_factory=dict)
     answers: LRUCache[Recommendations] = field(default_factory=lambda: LRUCache(0))
+
+    @property
+    def knn(self) -> UserKNN:
+        """The original algorithm, always fitted with the model."""
+        return self.algorithms[UserKNN.name]  # type: ignore[return-value]
 
 
 class _Stopped(Exception):
@@ -120,6 +145,7 @@ class Engine:
     _status: Status = field(default_factory=lambda: Status(State.LOADING, "starting"))
     _model: _Model | None = None
     _task: asyncio.Task[None] | None = None
+    _fits: asyncio.Task[None] | None = None
     _started_at: float = 0.0
     _stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -146,10 +172,11 @@ class Engine:
     async def stop(self) -> None:
         """Cancel a build in progress (on shutdown)."""
         self._stopping.set()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._fits):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def build(self) -> None:
         """Fetch, load, fit and swap in the model; a failure is recorded, logged, not raised."""
@@ -181,8 +208,42 @@ class Engine:
             )
             return
         model.answers = LRUCache(self.settings.result_cache)
+        model.algorithms[UserKNN.name] = UserKNN().fit(model.matrix)
+        model.statuses = {name: _status_of(name, Availability.PREPARING) for name in ALGORITHMS}
+        model.statuses[UserKNN.name] = _status_of(UserKNN.name, Availability.READY)
+        for name in ALGORITHMS:
+            if not self.settings.enabled(name) and name != UserKNN.name:
+                model.statuses[name] = _status_of(
+                    name, Availability.UNAVAILABLE, "not enabled on this server (ALGORITHMS)"
+                )
         self._model = model
         self._ready()
+        # The original serves from now on; the others are fitted one by one, off the loop.
+        self._fits = asyncio.get_running_loop().create_task(
+            self._fit_algorithms(model), name="engine-fits"
+        )
+
+    async def _fit_algorithms(self, model: _Model) -> None:
+        """Fit every enabled algorithm in a thread, the default first; each joins when done."""
+        waiting = [n for n, s in model.statuses.items() if s.availability is Availability.PREPARING]
+        waiting.sort(key=lambda name: name != DEFAULT_ALGORITHM)
+        for name in waiting:
+            started = time.monotonic()
+            try:
+                fitted = await asyncio.to_thread(create(name).fit, model.matrix)
+            except (TooLarge, MemoryError) as exc:
+                log.warning("Leaving out %s: %s", name, exc)
+                model.statuses[name] = _status_of(name, Availability.UNAVAILABLE, str(exc))
+                continue
+            except Exception:
+                log.exception("Fitting %s failed", name)
+                model.statuses[name] = _status_of(
+                    name, Availability.UNAVAILABLE, "its fit failed; the server log has details"
+                )
+                continue
+            model.algorithms[name] = fitted
+            model.statuses[name] = _status_of(name, Availability.READY)
+            log.info("%s ready in %.2fs", name, time.monotonic() - started)
 
     def _load_or_build(self, folder: Path) -> _Model:
         """The snapshot of this release if there is a current one, else build and write it.
@@ -210,7 +271,7 @@ class Engine:
                 snapshot.write(path, {**matrix.to_arrays(), **catalogue.to_arrays()}, expect)
             except OSError as exc:
                 log.warning("Could not write the snapshot %s (%s); serving from memory", path, exc)
-                return _Model(UserKNN().fit(matrix), catalogue, from_snapshot=False)
+                return _Model(matrix, catalogue, from_snapshot=False)
             del matrix, catalogue
             return _mapped_model(path, expect, from_snapshot=False)
 
@@ -235,29 +296,108 @@ class Engine:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def cached(self, user_id: int, n: int = 5, k: int = 5) -> Recommendations | None:
+    def algorithms(self) -> list[AlgorithmStatus]:
+        """Every algorithm and whether it serves (all preparing until the model is ready)."""
+        model = self._model
+        if model is None:
+            return [_status_of(name, Availability.PREPARING) for name in ALGORITHMS]
+        return [model.statuses[name] for name in ALGORITHMS]
+
+    def default_algorithm(self) -> str:
+        """What a request without an algorithm gets now: the best one that is ready."""
+        model = self._model
+        if model is None:
+            return DEFAULT_ALGORITHM
+        return self._choose(model, None)[0].name
+
+    def cached(
+        self, user_id: int, n: int = 5, k: int = 5, algorithm: str | None = None
+    ) -> Recommendations | None:
         """The answer if it was computed recently (cheap enough for the event loop)."""
         model = self._model
-        return None if model is None else model.answers.get((user_id, n, k))
+        if model is None or model.answers.size == 0:
+            return None
+        try:
+            chosen, _ = self._choose(model, algorithm)
+        except (UnknownAlgorithm, AlgorithmUnavailable):
+            return None
+        return model.answers.get(_key(chosen, user_id, n, k))
 
-    def recommend(self, user_id: int, n: int = 5, k: int = 5) -> Recommendations:
-        """Recommendations for a known user (blocking: call it in a thread)."""
+    def recommend(
+        self, user_id: int, n: int = 5, k: int = 5, algorithm: str | None = None
+    ) -> Recommendations:
+        """Recommendations for a known user (blocking: call it in a thread).
+
+        Without `algorithm`, the default one if it is ready, else the best that is.
+        """
         model = self._require_model()
-        answer = model.answers.get((user_id, n, k))
+        chosen, note = self._choose(model, algorithm)
+        key = _key(chosen, user_id, n, k)
+        answer = model.answers.get(key)
         if answer is None:
-            answer = self._recommend(model, user_id, n, k)
-            model.answers.put((user_id, n, k), answer)
+            profile = model.matrix.profile(model.matrix.row(user_id))
+            answer = self._answer(model, chosen, profile, user_id, n, k, note)
+            model.answers.put(key, answer)
         return answer
 
-    def _recommend(self, model: _Model, user_id: int, n: int, k: int) -> Recommendations:
-        neighbours, picks = model.knn.recommend_with_neighbours(user_id, n, k)
-        ids = np.fromiter((p.movie_id for p in picks), dtype=np.int64, count=len(picks))
-        means, counts = _movie_stats(model.knn.matrix, ids)
-        movies = [
-            _movie_result(model.catalogue.get(pick.movie_id), pick, float(mean), int(count))
-            for pick, mean, count in zip(picks, means, counts, strict=True)
-        ]
-        return Recommendations(user_id, n, k, movies, neighbours)
+    def _answer(
+        self,
+        model: _Model,
+        algorithm: Algorithm,
+        profile: Profile,
+        user_id: int | None,
+        n: int,
+        k: int,
+        note: str,
+    ) -> Recommendations:
+        ranking = algorithm.rank(profile, n, k)
+        return assemble(
+            model.matrix,
+            model.catalogue,
+            algorithm,
+            profile,
+            ranking,
+            user_id=user_id,
+            n=n,
+            k=k,
+            note=note,
+        )
+
+    def _choose(self, model: _Model, name: str | None) -> tuple[Algorithm, str]:
+        """The fitted algorithm to answer with, and a note when it is not the one asked for."""
+        if name is not None:
+            if name not in ALGORITHMS:
+                raise UnknownAlgorithm(
+                    f"Unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}."
+                )
+            fitted = model.algorithms.get(name)
+            if fitted is None:
+                status = model.statuses[name]
+                if status.availability is Availability.PREPARING:
+                    raise AlgorithmUnavailable(
+                        f"{status.label} is still being prepared; try again in a moment "
+                        "or choose another algorithm."
+                    )
+                raise AlgorithmUnavailable(f"{status.label} is not available: {status.reason}.")
+            return fitted, ""
+        for candidate in (DEFAULT_ALGORITHM, FALLBACK_ALGORITHM, UserKNN.name):
+            fitted = model.algorithms.get(candidate)
+            if fitted is not None:
+                break
+        assert fitted is not None
+        if fitted.name == DEFAULT_ALGORITHM:
+            return fitted, ""
+        default = model.statuses[DEFAULT_ALGORITHM]
+        why = (
+            "is still being prepared"
+            if default.availability is Availability.PREPARING
+            else "is not available here"
+        )
+        return fitted, f"{default.label} {why}; these come from {fitted.label}."
+
+    def evaluation(self) -> tuple[dict[str, Any], bool] | None:
+        """The latest offline evaluation and whether it ran here (blocking: reads a file)."""
+        return read_latest(self.settings.data_dir / EVALUATION_DIR)
 
     def similar_users(self, user_id: int, k: int = 5) -> list[Neighbour]:
         """The k most similar users (blocking: call it in a thread)."""
@@ -280,7 +420,7 @@ class Engine:
         self._status = Status(State.FAILED, "failed", error=error, hint=hint)
 
     def _ready(self) -> None:
-        matrix = self._require_model().knn.matrix
+        matrix = self._require_model().matrix
         ids = matrix.user_ids
         elapsed = time.monotonic() - self._started_at
         self._status = Status(
@@ -304,8 +444,23 @@ class Engine:
 
 def _mapped_model(path: Path, expect: dict[str, object], *, from_snapshot: bool) -> _Model:
     arrays, _ = snapshot.read(path, expect)
-    matrix = RatingMatrix.from_arrays(arrays)
-    return _Model(UserKNN().fit(matrix), Catalogue.from_arrays(arrays), from_snapshot)
+    return _Model(RatingMatrix.from_arrays(arrays), Catalogue.from_arrays(arrays), from_snapshot)
+
+
+def _status_of(name: str, availability: Availability, reason: str = "") -> AlgorithmStatus:
+    factory = ALGORITHMS[name]
+    return AlgorithmStatus(
+        name,
+        str(getattr(factory, "label", name)),
+        bool(getattr(factory, "uses_k", False)),
+        availability,
+        reason,
+    )
+
+
+def _key(algorithm: Algorithm, user_id: int, n: int, k: int) -> tuple[str, int, int, int]:
+    # k changes nothing for algorithms without a neighbourhood: one cache entry for all k.
+    return (algorithm.name, user_id, n, k if algorithm.uses_k else 0)
 
 
 def _fingerprint(release: Path) -> str:
@@ -313,28 +468,3 @@ def _fingerprint(release: Path) -> str:
     files = sorted(p for p in release.rglob("*") if p.is_file() and not p.name.startswith("."))
     listing = [(str(p.relative_to(release)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     return hashlib.sha256(json.dumps([str(release.resolve()), listing]).encode()).hexdigest()
-
-
-def _movie_stats(matrix: RatingMatrix, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each movie's mean rating over all users and its number of ratings (NaN and 0 if none)."""
-    columns, found = matrix.columns(movie_ids)
-    counts = np.where(found, matrix.item_count[columns], 0)
-    means = np.where(counts > 0, matrix.item_mean[columns], np.nan)
-    return means, counts
-
-
-def _movie_result(
-    movie: Movie | None, pick: Recommendation, mean: float, count: int
-) -> MovieResult:
-    # A rated movie missing from movies.csv still gets a row, under its id.
-    movie = movie or Movie(pick.movie_id, f"Movie {pick.movie_id}", None, ())
-    return MovieResult(
-        movie_id=pick.movie_id,
-        title=movie.title,
-        year=movie.year,
-        genres=movie.genres,
-        score=pick.score,
-        neighbours_rated=pick.neighbours_rated,
-        avg_rating=None if math.isnan(mean) else float(mean),
-        ratings_count=count,
-    )

@@ -191,3 +191,23 @@ class ProgressBar:
         if total and done >= total:
             self.stream.write("\n")
         self.stream.flush()
+
+
+PUBLISHED = Path(__file__).with_name("published.json")
+"""The developers' run on ml-latest-small, shipped so that a fresh server has a table to show."""
+
+
+def read_latest(folder: Path) -> tuple[dict[str, Any], bool] | None:
+    """The latest report in `folder` (latest.json), else the published one; and whether local.
+
+    A missing or unreadable local report falls back to the published one; None if neither
+    can be read.
+    """
+    for path, local in ((folder / "latest.json", True), (PUBLISHED, False)):
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(report, dict) and isinstance(report.get("splits"), list):
+            return report, local
+    return None

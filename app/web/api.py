@@ -8,8 +8,9 @@ from typing import Any
 from quart import Blueprint, request
 from quart.utils import run_sync
 
-from app.service import Recommendations, Status
-from app.web.params import parse_k, parse_n, parse_user_id
+from app.answers import Recommendations
+from app.service import Status
+from app.web.params import parse_algorithm, parse_k, parse_n, parse_user_id
 from app.web.routes import engine
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -21,12 +22,28 @@ async def status() -> dict[str, Any]:
     return status_json(engine().status)
 
 
+@bp.get("/algorithms")
+async def algorithms() -> dict[str, Any]:
+    """Every algorithm, whether it serves yet, and the one a request without a choice gets."""
+    return {
+        "default": engine().default_algorithm(),
+        "algorithms": [
+            {**dataclasses.asdict(a), "availability": a.availability.value}
+            for a in engine().algorithms()
+        ],
+    }
+
+
 @bp.get("/users/<user_id>/recommendations")
 async def recommendations(user_id: str) -> dict[str, Any]:
-    """Top-n recommendations for a user from k similar users."""
-    uid = parse_user_id(user_id)
-    n, k = parse_n(request.args.get("n")), parse_k(request.args.get("k"))
-    result = engine().cached(uid, n, k) or await run_sync(engine().recommend)(uid, n, k)
+    """Top-n recommendations for a user, with the reasons for each film."""
+    asked = (
+        parse_user_id(user_id),
+        parse_n(request.args.get("n")),
+        parse_k(request.args.get("k")),
+        parse_algorithm(request.args.get("algorithm")),
+    )
+    result = engine().cached(*asked) or await run_sync(engine().recommend)(*asked)
     return recommendations_json(result)
 
 
@@ -41,16 +58,9 @@ async def similar(user_id: str) -> dict[str, Any]:
 
 def recommendations_json(result: Recommendations) -> dict[str, Any]:
     """Serialise a Recommendations answer."""
-    return {
-        "user_id": result.user_id,
-        "n": result.n,
-        "k": result.k,
-        "algorithm": "original",
-        "recommendations": [
-            {**dataclasses.asdict(movie), "genres": list(movie.genres)} for movie in result.movies
-        ],
-        "neighbours": [dataclasses.asdict(x) for x in result.neighbours],
-    }
+    body = dataclasses.asdict(result)
+    body["recommendations"] = body.pop("movies")
+    return body
 
 
 def status_json(current: Status) -> dict[str, Any]:

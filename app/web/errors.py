@@ -8,7 +8,7 @@ from quart import Quart, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from app.recommender import UnknownUser
-from app.service import NotReady
+from app.service import AlgorithmUnavailable, NotReady
 from app.web.params import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ def register(app: Quart) -> None:
     @app.errorhandler(NotReady)
     async def not_ready(exc: NotReady) -> tuple[Response, int]:
         return json_error(503, str(exc))
+
+    @app.errorhandler(AlgorithmUnavailable)
+    async def algorithm_unavailable(exc: AlgorithmUnavailable) -> tuple[Response, int]:
+        return json_error(503, str(exc), field="algorithm")
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[Response | str, int]:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from app.recommender import ALGORITHMS
 from app.service import MAX_K, MAX_N
 
 DEFAULT_N = 5
@@ -30,10 +31,7 @@ class Query:
     user_id: int
     n: int = DEFAULT_N
     k: int = DEFAULT_K
-
-    def as_params(self) -> dict[str, int]:
-        """The query as URL parameters, for shareable links."""
-        return {"user_id": self.user_id, "n": self.n, "k": self.k}
+    algorithm: str | None = None
 
 
 def parse_user_id(raw: str | None) -> int:
@@ -68,9 +66,26 @@ def parse_k(raw: str | None) -> int:
     return parse_count(raw, "k", "Number of similar users", DEFAULT_K, MAX_K)
 
 
+def parse_algorithm(raw: str | None) -> str | None:
+    """An algorithm name from the registry; empty means the default (None)."""
+    text = (raw or "").strip().lower()
+    if not text:
+        return None
+    if text not in ALGORITHMS:
+        raise InvalidInput(
+            "algorithm", f"Unknown algorithm; choose one of {', '.join(ALGORITHMS)}."
+        )
+    return text
+
+
 def parse_query(args: Mapping[str, str]) -> Query | None:
     """The request in `args`, or None when no user id was given at all."""
     if "user_id" not in args:
         return None
     user_id = parse_user_id(args.get("user_id"))
-    return Query(user_id, parse_n(args.get("n")), parse_k(args.get("k")))
+    return Query(
+        user_id,
+        parse_n(args.get("n")),
+        parse_k(args.get("k")),
+        parse_algorithm(args.get("algorithm")),
+    )

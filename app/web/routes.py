@@ -10,14 +10,14 @@ from quart.typing import ResponseReturnValue
 from quart.utils import run_sync
 
 from app.recommender import UnknownUser
-from app.service import MAX_K, MAX_N, Engine
+from app.service import MAX_K, MAX_N, AlgorithmUnavailable, Engine
 from app.web.errors import unknown_user_message
 from app.web.htmx import is_fragment_request
 from app.web.params import DEFAULT_K, DEFAULT_N, InvalidInput, parse_query
 
 bp = Blueprint("web", __name__)
 
-FORM_FIELDS = ("user_id", "n", "k")
+FORM_FIELDS = ("user_id", "n", "k", "algorithm")
 
 
 def engine() -> Engine:
@@ -64,6 +64,22 @@ async def retry() -> ResponseReturnValue:
     return redirect("/", 303)
 
 
+@bp.get("/about")
+async def about() -> tuple[str, int, dict[str, str]]:
+    """How the algorithms compare offline: the latest evaluation table, its split and date."""
+    found = await run_sync(engine().evaluation)()
+    report, local = found if found else (None, False)
+    html = await render_template(
+        "about.html",
+        report=report,
+        local=local,
+        algorithms=engine().algorithms(),
+        default_algorithm=engine().default_algorithm(),
+        status=engine().status,
+    )
+    return html, 200, {}
+
+
 @bp.get("/healthz")
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
@@ -94,9 +110,8 @@ async def _answer(args: Mapping[str, str]) -> tuple[dict[str, Any], int]:
         if query is None:
             return context, 200
         # A repeated question is answered on the loop; a new one is computed in a thread.
-        context["results"] = engine().cached(query.user_id, query.n, query.k) or await run_sync(
-            engine().recommend
-        )(query.user_id, query.n, query.k)
+        asked = (query.user_id, query.n, query.k, query.algorithm)
+        context["results"] = engine().cached(*asked) or await run_sync(engine().recommend)(*asked)
         return context, 200
     except InvalidInput as exc:
         context.update(error=exc.message, error_field=exc.field)
@@ -104,6 +119,9 @@ async def _answer(args: Mapping[str, str]) -> tuple[dict[str, Any], int]:
     except UnknownUser as exc:
         context.update(error=unknown_user_message(exc), error_field="user_id")
         return context, 404
+    except AlgorithmUnavailable as exc:
+        context.update(error=str(exc), error_field="algorithm")
+        return context, 503
 
 
 def _context(args: Mapping[str, str]) -> dict[str, Any]:
@@ -113,6 +131,8 @@ def _context(args: Mapping[str, str]) -> dict[str, Any]:
     form["k"] = form["k"] or str(DEFAULT_K)
     return {
         "status": engine().status,
+        "algorithms": engine().algorithms(),
+        "default_algorithm": engine().default_algorithm(),
         "form": form,
         "results": None,
         "error": None,

@@ -1,0 +1,157 @@
+"""What a recommendation request gets back, assembled from a ranking: films, scores, reasons."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from app.data.catalogue import Catalogue, Movie
+from app.recommender import Algorithm, Neighbour, Profile, Ranking, RatingMatrix, Reason
+
+REASONS_PER_FILM = 3
+
+
+@dataclass(frozen=True)
+class Because:
+    """One reason a film is recommended, with the names a person reads.
+
+    `user`: similar user `id` rated the film `rating`, at `similarity` to the person.
+    `movie`: the person rated film `id` (`title`) `rating`, and it is `similarity`-related
+    to the recommended film. `popular`: `similarity` is the share of users who rated the
+    film and `rating` its mean.
+    """
+
+    kind: Literal["user", "movie", "popular"]
+    id: int
+    title: str | None
+    similarity: float
+    rating: float
+
+
+@dataclass(frozen=True)
+class MovieResult:
+    """One recommended movie with what the page and the API show about it.
+
+    `neighbours_rated` counts the similar users who rated it (user-based algorithms only).
+    """
+
+    movie_id: int
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+    score: float
+    neighbours_rated: int | None
+    avg_rating: float | None
+    ratings_count: int
+    reasons: tuple[Because, ...]
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """The answer to one request: the algorithm used, the films, and the neighbours if any.
+
+    `note` says why the algorithm differs from the one asked for (for example while the
+    default is still being prepared).
+    """
+
+    user_id: int | None
+    n: int
+    k: int
+    algorithm: str
+    label: str
+    movies: tuple[MovieResult, ...]
+    neighbours: tuple[Neighbour, ...]
+    note: str = ""
+
+
+def assemble(
+    matrix: RatingMatrix,
+    catalogue: Catalogue,
+    algorithm: Algorithm,
+    profile: Profile,
+    ranking: Ranking,
+    *,
+    user_id: int | None,
+    n: int,
+    k: int,
+    note: str = "",
+) -> Recommendations:
+    """Join a ranking with titles, averages, counts and the algorithm's explanations."""
+    reasons = algorithm.explain(profile, ranking, limit=REASONS_PER_FILM)
+    rated_by = _neighbours_rated(matrix, ranking)
+    movies = tuple(
+        _movie_result(
+            matrix,
+            catalogue,
+            int(column),
+            float(score),
+            None if rated_by is None else int(rated_by[position]),
+            reasons[position] if position < len(reasons) else [],
+        )
+        for position, (column, score) in enumerate(zip(ranking.items, ranking.scores, strict=True))
+    )
+    neighbours = tuple(
+        Neighbour(int(matrix.user_ids[row]), float(similarity))
+        for row, similarity in zip(ranking.neighbours, ranking.similarities, strict=True)
+    )
+    return Recommendations(
+        user_id=user_id,
+        n=n,
+        k=k,
+        algorithm=algorithm.name,
+        label=algorithm.label,
+        movies=movies,
+        neighbours=neighbours,
+        note=note,
+    )
+
+
+def _movie_result(
+    matrix: RatingMatrix,
+    catalogue: Catalogue,
+    column: int,
+    score: float,
+    rated_by: int | None,
+    reasons: list[Reason],
+) -> MovieResult:
+    movie_id = int(matrix.item_ids[column])
+    # A rated movie missing from the movies file still gets a row, under its id.
+    movie = catalogue.get(movie_id) or Movie(movie_id, f"Movie {movie_id}", None, ())
+    mean = float(matrix.item_mean[column])
+    return MovieResult(
+        movie_id=movie_id,
+        title=movie.title,
+        year=movie.year,
+        genres=movie.genres,
+        score=score,
+        neighbours_rated=rated_by,
+        avg_rating=None if math.isnan(mean) else mean,
+        ratings_count=int(matrix.item_count[column]),
+        reasons=tuple(_because(catalogue, reason) for reason in reasons),
+    )
+
+
+def _because(catalogue: Catalogue, reason: Reason) -> Because:
+    title = None
+    if reason.source == "movie":
+        movie = catalogue.get(reason.id)
+        title = movie.title if movie else f"Movie {reason.id}"
+    return Because(reason.source, reason.id, title, reason.similarity, reason.rating)
+
+
+def _neighbours_rated(matrix: RatingMatrix, ranking: Ranking) -> np.ndarray | None:
+    """How many of the ranking's neighbours rated each of its films (None if it has none)."""
+    if len(ranking.neighbours) == 0:
+        return None
+    counts = np.zeros(len(ranking.items), dtype=np.int64)
+    by_user = matrix.by_user
+    for row in ranking.neighbours.tolist():
+        rated = by_user.indices[by_user.indptr[row] : by_user.indptr[row + 1]]
+        if len(rated):
+            # Rows are sorted, so membership is a binary search per film.
+            position = np.minimum(np.searchsorted(rated, ranking.items), len(rated) - 1)
+            counts += rated[position] == ranking.items
+    return counts

@@ -3,14 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HTMX := static/vendor/htmx.min.js
+IMAGE ?= localhost/movierec:test
 
-.PHONY: run test lint bench install static clean
+.PHONY: run test container-image container-test lint bench install static clean
 
 run: install static
 	$(BIN)/movierec serve
 
 test: install static
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not container" $(PYTEST_ARGS)
+
+# The image built with Podman on a debootstrapped Debian base (see scripts/container-image).
+container-image: static
+	scripts/container-image $(IMAGE)
+
+container-test: install container-image
+	MOVIEREC_IMAGE=$(IMAGE) $(BIN)/python -m pytest -m container $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check app tests bench

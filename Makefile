@@ -3,22 +3,37 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HTMX := static/vendor/htmx.min.js
+IMAGE ?= localhost/movierec:test
 
-.PHONY: run test lint bench evaluate install static clean
+.PHONY: run test container-image container-test lint bench evaluate install static clean
 
 run: install static
 	$(BIN)/movierec serve
 
 test: install static
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not container" $(PYTEST_ARGS)
+
+# The image built with Podman on a debootstrapped Debian base (see scripts/container-image).
+container-image: static
+	scripts/container-image $(IMAGE)
+
+container-test: install container-image
+	MOVIEREC_IMAGE=$(IMAGE) $(BIN)/python -m pytest -m container $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check app tests bench
 	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
 
-bench: install
-	$(BIN)/python bench/recommend_latency.py
+# Benchmarks print tables; the 25M size generates ~670 MB of synthetic CSV under data/bench
+# once and takes several minutes. BENCH_SIZES=100k,1M for a quick run.
+BENCH_SIZES ?= 100k,1M,5M,25M
+BENCH_SOURCE ?= ../shared/data/ml-latest-small.zip
+
+bench: install static
+	$(BIN)/python bench/recommend_latency.py $(BENCH_SOURCE)
+	$(BIN)/python bench/scale.py --sizes $(BENCH_SIZES)
+	$(BIN)/python bench/http_load.py $(BENCH_SOURCE)
 
 # Offline evaluation of every algorithm; the dataset comes from MOVIELENS_SOURCE as for `run`.
 evaluate: install

@@ -1,6 +1,16 @@
-"""`python -m app` / `movierec`: flags override the environment and are validated alike."""
+"""`python -m app` / `movierec`: flags override the environment and are validated alike; SIGTERM
+stops the server cleanly."""
 
 from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +51,40 @@ def test_bad_environment_names_the_variable(
     with pytest.raises(SystemExit):
         cli.main([])
     assert "DOWNLOAD_RETRIES='-1'" in capsys.readouterr().err
+
+
+def test_serve_exits_cleanly_on_sigterm(tiny_zip: Path, tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environ = {
+        **os.environ,
+        "MOVIELENS_SOURCE": str(tiny_zip),
+        "DATA_DIR": str(tmp_path / "data"),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"],
+        env=environ,
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "no server"
+                time.sleep(0.1)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+        output = server.communicate()[0]
+    assert "SIGTERM received" in output and "Traceback" not in output, output

@@ -242,8 +242,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
-    result_cache: int = 4096
     algorithms: tuple[str, ...] = ALL_ALGORITHMS
+    result_cache: int = 4096
     log_level: str = "INFO"
 
     @classmethod

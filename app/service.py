@@ -385,13 +385,13 @@ class Engine:
             if fitted is not None:
                 break
         assert fitted is not None
-        if fitted.name == DEFAULT_ALGORITHM:
-            return fitted, ""
         default = model.statuses[DEFAULT_ALGORITHM]
+        if fitted.name == DEFAULT_ALGORITHM or not self.settings.enabled(DEFAULT_ALGORITHM):
+            return fitted, ""
         why = (
             "is still being prepared"
             if default.availability is Availability.PREPARING
-            else "is not available here"
+            else f"is not available here ({default.reason})"
         )
         return fitted, f"{default.label} {why}; these come from {fitted.label}."
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -61,14 +62,17 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
+        for _ in range(600):
             try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1):
+                # Wait until every algorithm is fitted, so that the default is the default.
+                with urllib.request.urlopen(f"{base}/api/algorithms", timeout=1) as answer:
+                    listed = json.load(answer)["algorithms"]
+                if all(a["availability"] == "ready" for a in listed):
                     break
             except OSError:
                 if process.poll() is not None:
                     pytest.fail(f"server exited with {process.returncode}")
-                time.sleep(0.1)
+            time.sleep(0.1)
         yield base
     finally:
         process.terminate()
@@ -116,10 +120,12 @@ def test_recommendations_appear_in_place(browser, live_server: str, device: str)
     page.fill("#n", "6")
     page.click("button[type=submit]")
     page.wait_for_selector("ol.movies li.movie")
+    # The default algorithm is item-based: each film names films user 42 rated.
     assert page.locator("ol.movies li.movie").count() == 6
-    assert page.locator("table.neighbours tbody tr").count() == 5
+    assert page.locator("ol.movies li.movie .reasons li").first.inner_text().startswith("You rated")
+    assert page.locator("table.neighbours").count() == 0
     assert page.evaluate("window.__marker") == "same page", "the page must not reload"
-    assert page.url.endswith("/?user_id=42&n=6&k=5")
+    assert page.url.endswith("/?user_id=42&n=6&k=5&algorithm=ease")
     first_title = page.locator(".movie-title").first.inner_text()
     assert first_title
 
@@ -128,13 +134,25 @@ def test_recommendations_appear_in_place(browser, live_server: str, device: str)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"results-{device}.png"), full_page=True)
 
+    page.select_option("#algorithm", "original")
+    page.click("button[type=submit]")
+    page.locator("table.neighbours tbody tr").first.wait_for()
+    assert page.locator("table.neighbours tbody tr").count() == 5
+    reason = page.locator("ol.movies li.movie .reasons li").first.inner_text()
+    assert reason.startswith("User ") and "rated it" in reason
+    assert page.url.endswith("/?user_id=42&n=6&k=5&algorithm=original")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "page overflows"
+    page.screenshot(path=str(ARTIFACTS / f"original-{device}.png"), full_page=True)
+
     page.fill("#user_id", "not a user")
     page.click("button[type=submit]")
     alert = page.locator("#results [role=alert]")
     alert.wait_for()
     assert alert.inner_text() == "Please enter a valid user ID."
     assert page.evaluate("window.__marker") == "same page"
-    assert page.url.endswith("/?user_id=42&n=6&k=5"), "a failed query is not pushed to history"
+    assert page.url.endswith("/?user_id=42&n=6&k=5&algorithm=original"), (
+        "a failed query is not pushed to history"
+    )
 
     page.fill("#user_id", "99999")
     page.click("button[type=submit]")
@@ -144,6 +162,13 @@ def test_recommendations_appear_in_place(browser, live_server: str, device: str)
 
     page.goto(f"{live_server}/?user_id=7&n=3&k=5")
     assert page.locator("ol.movies li.movie").count() == 3
+
+    page.click("text=About the recommendations")
+    page.wait_for_selector(".about-table table")
+    assert page.locator(".about-table").count() == 2  # the random and the temporal split
+    assert page.locator("tr.is-default").first.inner_text().startswith("ease")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "page overflows"
+    page.screenshot(path=str(ARTIFACTS / f"about-{device}.png"), full_page=True)
 
     assert not problems, f"console errors (CSP violations?): {problems}"
     context.close()

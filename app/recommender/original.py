@@ -45,7 +45,7 @@ class UserKNN:
     """
 
     name = "original"
-    label = "Original: 5 most similar users, plain mean"
+    label = "Original: similar users, plain mean"
     uses_k = True
     supports_adhoc = True
 

@@ -243,9 +243,19 @@ async def test_recommends_what_the_app_computes_outside(
     outside = create_app(Settings(source=str(require_real_zip()), data_dir=tmp_path / "data"))
     async with outside.test_app() as test_app:
         await wait_until_settled(outside, timeout=60)
+        await asyncio.wait_for(outside.extensions["engine"]._fits, 120)
         client = test_app.test_client()
-        for user_id, n, k in [(1, 10, 5), (42, 20, 30), (610, 50, 100)]:
-            path = f"/api/users/{user_id}/recommendations?n={n}&k={k}"
+        for _ in range(600):  # every algorithm fitted inside too, so both sides can answer
+            status, body = await container.get("/api/algorithms")
+            if status == 200 and all(
+                a["availability"] == "ready" for a in json.loads(body)["algorithms"]
+            ):
+                break
+            await asyncio.sleep(0.2)
+        cases = [(1, 10, 5, "original"), (42, 20, 30, "original"), (610, 50, 100, "original")]
+        cases += [(1, 10, 5, "ease"), (42, 20, 5, "itemknn"), (610, 10, 5, "popularity")]
+        for user_id, n, k, algorithm in cases:
+            path = f"/api/users/{user_id}/recommendations?n={n}&k={k}&algorithm={algorithm}"
             status, body = await container.get(path)
             expected = await (await client.get(path)).get_json()
             assert status == 200

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 from quart import Quart, Response
 
+from app.cache import LRUCache
 from app.config import Settings
 from app.service import Engine
 
@@ -52,6 +54,9 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     engine = Engine(settings)
     app.extensions["engine"] = engine
+    # Rendered result fragments: a repeated question costs a lookup, not a render.
+    app.extensions["fragments"] = LRUCache(settings.result_cache)
+    app.extensions["compute_slots"] = asyncio.Semaphore(settings.compute_threads)
     app.register_blueprint(routes.bp)
     app.register_blueprint(api.bp)
     errors.register(app)

@@ -39,21 +39,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     """Run Hypercorn in the foreground until SIGTERM or SIGINT, then stop gracefully."""
-    from hypercorn.run import run
-
-    from app.server import hypercorn_config, serve_until_signalled
+    from app.server import hypercorn_config, run_workers, serve_until_signalled
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # Workers re-read the environment in create_app(); pass the command-line overrides on.
     os.environ.update(HOST=settings.host, PORT=str(settings.port), WORKERS=str(settings.workers))
-    config = hypercorn_config(settings)
     if settings.workers > 1:
-        # Hypercorn's parent process turns SIGTERM into a shutdown event for every worker.
-        return run(config)
+        # Worker processes with a socket each; this one forwards SIGTERM and restarts the dead.
+        return run_workers(settings)
     # One worker runs in this process, so in a container it is PID 1 and gets SIGTERM itself.
-    asyncio.run(serve_until_signalled(config))
+    asyncio.run(serve_until_signalled(hypercorn_config(settings)))
     return 0
 
 

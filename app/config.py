@@ -202,6 +202,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "PORT", 8000, _port, "Port the server listens on."),
     Setting("workers", "WORKERS", 1, _positive_int, "Number of Hypercorn worker processes."),
     Setting(
+        "compute_threads",
+        "COMPUTE_THREADS",
+        1,
+        _positive_int,
+        "Recommendations each worker computes at once; more requests wait their turn "
+        "without a thread.",
+    ),
+    Setting(
         "algorithms",
         "ALGORITHMS",
         ALL_ALGORITHMS,
@@ -242,6 +250,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    compute_threads: int = 1
     algorithms: tuple[str, ...] = ALL_ALGORITHMS
     result_cache: int = 4096
     log_level: str = "INFO"

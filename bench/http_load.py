@@ -102,16 +102,23 @@ class Server:
             [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env, start_new_session=True
         )
         self.low, self.high = 1, 1
+        self.workers = workers
+
+    def _algorithms_fitted(self) -> bool:
+        with urllib.request.urlopen(self.url("/api/algorithms"), timeout=2) as answer:
+            listed = json.load(answer)["algorithms"]
+        return all(a["availability"] != "preparing" for a in listed)
 
     def __enter__(self) -> Server:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(self.url("/api/status"), timeout=2) as answer:
                     status = json.load(answer)
-                if status.get("state") == "ready":
+                if status.get("state") == "ready" and self._algorithms_fitted():
                     self.low, self.high = status["user_id_range"]
-                    time.sleep(1.0 if self.process.args else 0)  # let every worker finish
+                    # Each worker fits on its own: give the other workers time to finish too.
+                    time.sleep(10.0 if self.workers > 1 else 0.5)
                     return self
             except OSError:
                 pass

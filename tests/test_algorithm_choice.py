@@ -202,3 +202,27 @@ async def test_the_about_page_prefers_this_servers_evaluation(
     (folder / "latest.json").write_text("{not json")
     html = await (await every_client.get("/about")).get_data(as_text=True)
     assert "ml-latest-small" in html
+
+
+async def test_a_repeated_fragment_is_served_from_the_cache_until_the_model_changes(
+    every: Settings,
+) -> None:
+    app = create_app(every)
+    async with app.test_app() as test_app:
+        await wait_until_settled(app)
+        engine = app.extensions["engine"]
+        await engine._fits
+        client = test_app.test_client()
+        headers = {"HX-Request": "true"}
+        path = "/?user_id=1&n=3&k=2&algorithm=original"
+        first = await (await client.get(path, headers=headers)).get_data()
+        assert len(app.extensions["fragments"]) == 1
+        engine._model.algorithms["original"].rank = None  # a second render would fail
+        assert await (await client.get(path, headers=headers)).get_data() == first
+        await engine.build()  # a new model: new generation, nothing fitted but the original
+        default = await (await client.get("/?user_id=1&n=3&k=2", headers=headers)).get_data()
+        assert b"still being prepared" in default
+        assert len(app.extensions["fragments"]) == 2
+        # An error is rendered each time and never cached.
+        await client.get("/?user_id=999&n=3", headers=headers)
+        assert len(app.extensions["fragments"]) == 2

@@ -53,7 +53,8 @@ def test_bad_environment_names_the_variable(
     assert "DOWNLOAD_RETRIES='-1'" in capsys.readouterr().err
 
 
-def test_serve_exits_cleanly_on_sigterm(tiny_zip: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_exits_cleanly_on_sigterm(tiny_zip: Path, tmp_path: Path, workers: int) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -63,6 +64,7 @@ def test_serve_exits_cleanly_on_sigterm(tiny_zip: Path, tmp_path: Path) -> None:
         "DATA_DIR": str(tmp_path / "data"),
         "HOST": "127.0.0.1",
         "PORT": str(port),
+        "WORKERS": str(workers),
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve"],
@@ -74,17 +76,52 @@ def test_serve_exits_cleanly_on_sigterm(tiny_zip: Path, tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 30
-        while True:
+        ready = 0
+        # With two workers, keep asking on new connections until both have answered ready.
+        while ready < 10 * workers:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                    break
+                    ready += 1
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, "no server"
                 time.sleep(0.1)
         server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=10) == 0
+        assert server.wait(timeout=12) == 0
     finally:
         if server.poll() is None:
             server.kill()
         output = server.communicate()[0]
     assert "SIGTERM received" in output and "Traceback" not in output, output
+    if workers > 1:
+        assert output.count("Model ready") == workers, output
+
+
+def test_workers_each_listen_and_a_busy_port_is_refused(tmp_path: Path) -> None:
+    from app.server import listening_socket
+
+    first = listening_socket("127.0.0.1", 0)
+    port = first.getsockname()[1]
+    first.listen()
+    second = listening_socket("127.0.0.1", port)  # SO_REUSEPORT: the kernel balances them
+    second.close()
+    first.close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        environ = {
+            **os.environ,
+            "PORT": str(taken.getsockname()[1]),
+            "HOST": "127.0.0.1",
+            "WORKERS": "2",
+            "DATA_DIR": str(tmp_path),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "serve"],
+            env=environ,
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 1
+    assert "Cannot listen on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr

@@ -6,10 +6,10 @@ import dataclasses
 from typing import Any
 
 from quart import Blueprint, request
-from quart.utils import run_sync
 
 from app.answers import Recommendations
 from app.service import Status
+from app.web.offload import off_loop
 from app.web.params import parse_algorithm, parse_k, parse_n, parse_user_id
 from app.web.routes import engine
 
@@ -43,7 +43,9 @@ async def recommendations(user_id: str) -> dict[str, Any]:
         parse_k(request.args.get("k")),
         parse_algorithm(request.args.get("algorithm")),
     )
-    result = engine().cached(*asked) or await run_sync(engine().recommend)(*asked)
+    result = engine().cached(*asked)
+    if result is None:
+        result = await off_loop(engine().recommend, *asked)
     return recommendations_json(result)
 
 
@@ -52,7 +54,7 @@ async def similar(user_id: str) -> dict[str, Any]:
     """The k users most similar to a user."""
     uid = parse_user_id(user_id)
     k = parse_k(request.args.get("k"))
-    neighbours = await run_sync(engine().similar_users)(uid, k)
+    neighbours = await off_loop(engine().similar_users, uid, k)
     return {"user_id": uid, "k": k, "neighbours": [dataclasses.asdict(x) for x in neighbours]}
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from quart import Blueprint, current_app, redirect, render_template, request
 from quart.typing import ResponseReturnValue
-from quart.utils import run_sync
 
+from app.cache import LRUCache
 from app.recommender import UnknownUser
-from app.service import MAX_K, MAX_N, AlgorithmUnavailable, Engine
+from app.service import MAX_K, MAX_N, AlgorithmUnavailable, Engine, NotReady, UnknownAlgorithm
 from app.web.errors import unknown_user_message
 from app.web.htmx import is_fragment_request
+from app.web.offload import off_loop
 from app.web.params import DEFAULT_K, DEFAULT_N, InvalidInput, parse_query
 
 bp = Blueprint("web", __name__)
@@ -26,6 +27,27 @@ def engine() -> Engine:
     return engine
 
 
+def fragments() -> LRUCache[str]:
+    """Rendered result fragments, keyed by what they were rendered from."""
+    cache: LRUCache[str] = current_app.extensions["fragments"]
+    return cache
+
+
+def _fragment_key(args: Mapping[str, str]) -> Hashable | None:
+    """What a result fragment depends on: the model, the algorithm that answers, the query.
+
+    None when the request is not a plain, valid query (errors are rendered every time).
+    """
+    try:
+        query = parse_query(args)
+        if query is None:
+            return None
+        algorithm, note = engine().resolve(query.algorithm)
+    except (InvalidInput, UnknownAlgorithm, AlgorithmUnavailable, NotReady):
+        return None
+    return (engine().generation, algorithm, note, query.user_id, query.n, query.k)
+
+
 @bp.get("/")
 async def index() -> tuple[str, int, dict[str, str]]:
     """The page; with ?user_id= it carries the results, and htmx gets only the results."""
@@ -35,10 +57,17 @@ async def index() -> tuple[str, int, dict[str, str]]:
             return html, 503, _fragment_headers()
         status = 503 if "user_id" in request.args else 200
         return await _page(**_context({})), status, _vary()
-    context, status = await _answer(request.args)
     if is_fragment_request():
-        html = await render_template("partials/_results.html", **context)
-        return html, status, _fragment_headers(pushed=status == 200)
+        key = _fragment_key(request.args)
+        cached = fragments().get(key) if key else None
+        if cached is not None:
+            return cached, 200, _fragment_headers(pushed=True)
+        context, status = await _answer(request.args)
+        fragment = await render_template("partials/_results.html", **context)
+        if key and status == 200:
+            fragments().put(key, fragment)
+        return fragment, status, _fragment_headers(pushed=status == 200)
+    context, status = await _answer(request.args)
     return await _page(**context), status, _vary()
 
 
@@ -67,7 +96,7 @@ async def retry() -> ResponseReturnValue:
 @bp.get("/about")
 async def about() -> tuple[str, int, dict[str, str]]:
     """How the algorithms compare offline: the latest evaluation table, its split and date."""
-    found = await run_sync(engine().evaluation)()
+    found = await off_loop(engine().evaluation)
     report, local = found if found else (None, False)
     html = await render_template(
         "about.html",
@@ -111,7 +140,7 @@ async def _answer(args: Mapping[str, str]) -> tuple[dict[str, Any], int]:
             return context, 200
         # A repeated question is answered on the loop; a new one is computed in a thread.
         asked = (query.user_id, query.n, query.k, query.algorithm)
-        context["results"] = engine().cached(*asked) or await run_sync(engine().recommend)(*asked)
+        context["results"] = engine().cached(*asked) or await off_loop(engine().recommend, *asked)
         return context, 200
     except InvalidInput as exc:
         context.update(error=exc.message, error_field=exc.field)

@@ -28,7 +28,7 @@ from app.evaluation.report import read_latest
 from app.recommender import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
-    FALLBACK_ALGORITHM,
+    PREFERENCE,
     Algorithm,
     Neighbour,
     Profile,
@@ -397,11 +397,10 @@ class Engine:
                     )
                 raise AlgorithmUnavailable(f"{status.label} is not available: {status.reason}.")
             return fitted, ""
-        for candidate in (DEFAULT_ALGORITHM, FALLBACK_ALGORITHM, UserKNN.name):
-            fitted = model.algorithms.get(candidate)
-            if fitted is not None:
-                break
-        assert fitted is not None
+        fitted = next(
+            (model.algorithms[name] for name in PREFERENCE if name in model.algorithms),
+            model.algorithms[UserKNN.name],
+        )
         default = model.statuses[DEFAULT_ALGORITHM]
         if fitted.name == DEFAULT_ALGORITHM or not self.settings.enabled(DEFAULT_ALGORITHM):
             return fitted, ""

@@ -9,7 +9,13 @@ from app.recommender.itemknn import ItemKNN
 from app.recommender.matrix import Profile, RatingMatrix, UnknownUser
 from app.recommender.original import Neighbour, Recommendation, UserKNN
 from app.recommender.popularity import Popularity
-from app.recommender.registry import ALGORITHMS, DEFAULT_ALGORITHM, FALLBACK_ALGORITHM, create
+from app.recommender.registry import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    FALLBACK_ALGORITHM,
+    PREFERENCE,
+    create,
+)
 from app.recommender.rp3beta import RP3Beta
 from app.recommender.userknn import WeightedUserKNN
 
@@ -18,6 +24,7 @@ __all__ = [
     "DEFAULT_ALGORITHM",
     "EASE",
     "FALLBACK_ALGORITHM",
+    "PREFERENCE",
     "Algorithm",
     "ItemKNN",
     "Neighbour",

@@ -21,12 +21,16 @@ from typing import Self
 import numpy as np
 import scipy.sparse as sp
 
-from app.recommender.base import NotFitted, Ranking, Reason, top, unseen_top
+from app.recommender.base import NotFitted, Ranking, Reason, TooLarge, top, unseen_top
 from app.recommender.matrix import INDEX, VALUE, Profile, RatingMatrix
 
 DEFAULT_NEIGHBOURS = 50
 DEFAULT_SHRINK = 50.0
 BLOCK_BYTES = 64 << 20
+# The products X_i . X_j cost one multiply-add per pair of films a user rated, so a fit's
+# work is the sum over users of (their ratings)^2: ~60 million on ml-latest-small (a couple
+# of seconds here), tens of billions on ml-25m (hours of a core that serves requests).
+DEFAULT_MAX_PAIRS = 1_000_000_000
 
 
 class ItemKNN:
@@ -49,7 +53,9 @@ class ItemKNN:
         shrink: float = DEFAULT_SHRINK,
         binary: bool = False,
         block_bytes: int = BLOCK_BYTES,
+        max_pairs: int = DEFAULT_MAX_PAIRS,
     ) -> None:
+        self.max_pairs = max_pairs
         self.neighbours = neighbours
         self.shrink = shrink
         self.binary = binary
@@ -58,7 +64,14 @@ class ItemKNN:
         self.weights_: sp.csr_matrix | None = None
 
     def fit(self, matrix: RatingMatrix) -> Self:
-        """Build the pruned weight matrix block by block."""
+        """Build the pruned weight matrix block by block; TooLarge if the work is too much."""
+        pairs = co_rated_pairs(matrix)
+        if pairs > self.max_pairs:
+            raise TooLarge(
+                f"{self.label} would multiply {pairs:,} pairs of co-rated films to fit "
+                f"(limit {self.max_pairs:,}), hours of CPU at this size; choose another "
+                "algorithm or a smaller release"
+            )
         self._prepare(matrix)
         n = matrix.n_items
         step = max(1, self.block_bytes // (8 * max(n, 1)))
@@ -179,3 +192,9 @@ def _top_per_row(block: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]
         return grid[0].ravel(), grid[1].ravel()
     cols = np.argpartition(-block, count - 1, axis=1)[:, :count]
     return np.repeat(np.arange(rows), count), cols.ravel()
+
+
+def co_rated_pairs(matrix: RatingMatrix) -> int:
+    """Pairs of (film, film) rated by the same user, counted per user: the item-item work."""
+    per_user = np.diff(matrix.by_user.indptr).astype(np.int64)
+    return int(np.dot(per_user, per_user))

@@ -29,6 +29,10 @@ DEFAULT_ALGORITHM = "ease"
 FALLBACK_ALGORITHM = "itemknn"
 """What to use when the default refuses a dataset with TooLarge (it scales with the data)."""
 
+PREFERENCE = (DEFAULT_ALGORITHM, FALLBACK_ALGORITHM, "userknn-weighted", "original")
+"""Who answers a request without a choice: the first of these that is fitted, in order of
+measured nDCG@10 on ml-latest-small. The last two need no fit, so they serve at once."""
+
 
 def create(name: str, **params: Any) -> Algorithm:
     """A new, unfitted instance of the named algorithm; KeyError names the known ones."""

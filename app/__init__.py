@@ -39,7 +39,7 @@ SECURITY_HEADERS = {
 
 def create_app(settings: Settings | None = None) -> Quart:
     """Build the app; only the real start reads the environment (tests pass `settings`)."""
-    from app.web import api, errors, routes
+    from app.web import api, errors, routes, visitor
 
     settings = settings or Settings.from_env()
     app = Quart(
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.extensions["compute_slots"] = asyncio.Semaphore(settings.compute_threads)
     app.register_blueprint(routes.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(visitor.bp)
     errors.register(app)
 
     @app.before_serving

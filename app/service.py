@@ -11,20 +11,24 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from app.answers import Recommendations, assemble
 from app.cache import LRUCache
 from app.config import Settings
 from app.data import snapshot
-from app.data.catalogue import Catalogue
+from app.data.catalogue import Catalogue, Movie
 from app.data.fetch import FetchError, fetch_dataset
 from app.data.movielens import DatasetError, find_release_dir, load
 from app.evaluation.report import read_latest
+from app.profiles import NO_FILTERS, ColumnFacts, Filters, Ratings
 from app.recommender import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
@@ -32,6 +36,7 @@ from app.recommender import (
     Algorithm,
     Neighbour,
     Profile,
+    Ranking,
     RatingMatrix,
     TooLarge,
     UserKNN,
@@ -127,6 +132,18 @@ class _Model:
     algorithms: dict[str, Algorithm] = field(default_factory=dict)
     statuses: dict[str, AlgorithmStatus] = field(default_factory=dict)
     answers: LRUCache[Recommendations] = field(default_factory=lambda: LRUCache(0))
+    allowed: LRUCache[np.ndarray] = field(default_factory=lambda: LRUCache(64))
+
+    @cached_property
+    def facts(self) -> ColumnFacts:
+        """Year and genres of every column, looked up once, when a filter first needs them."""
+        return ColumnFacts.of(self.matrix, self.catalogue)
+
+    @cached_property
+    def popularity(self) -> np.ndarray:
+        """Number of ratings of each catalogue film (by catalogue position)."""
+        columns, found = self.matrix.columns(self.catalogue.movie_ids)
+        return np.where(found, self.matrix.item_count[columns], 0)
 
     @property
     def knn(self) -> UserKNN:
@@ -328,7 +345,12 @@ class Engine:
         return self._choose(model, None)[0].name
 
     def cached(
-        self, user_id: int, n: int = 5, k: int = 5, algorithm: str | None = None
+        self,
+        user_id: int,
+        n: int = 5,
+        k: int = 5,
+        algorithm: str | None = None,
+        filters: Filters = NO_FILTERS,
     ) -> Recommendations | None:
         """The answer if it was computed recently (cheap enough for the event loop)."""
         model = self._model
@@ -338,10 +360,15 @@ class Engine:
             chosen, _ = self._choose(model, algorithm)
         except (UnknownAlgorithm, AlgorithmUnavailable):
             return None
-        return model.answers.get(_key(chosen, user_id, n, k))
+        return model.answers.get(_key(chosen, user_id, n, k, filters))
 
     def recommend(
-        self, user_id: int, n: int = 5, k: int = 5, algorithm: str | None = None
+        self,
+        user_id: int,
+        n: int = 5,
+        k: int = 5,
+        algorithm: str | None = None,
+        filters: Filters = NO_FILTERS,
     ) -> Recommendations:
         """Recommendations for a known user (blocking: call it in a thread).
 
@@ -349,13 +376,71 @@ class Engine:
         """
         model = self._require_model()
         chosen, note = self._choose(model, algorithm)
-        key = _key(chosen, user_id, n, k)
+        key = _key(chosen, user_id, n, k, filters)
         answer = model.answers.get(key)
         if answer is None:
             profile = model.matrix.profile(model.matrix.row(user_id))
-            answer = self._answer(model, chosen, profile, user_id, n, k, note)
+            answer = self._answer(model, chosen, profile, user_id, n, k, note, filters)
             model.answers.put(key, answer)
         return answer
+
+    def recommend_for_ratings(
+        self,
+        pairs: Sequence[tuple[int, float]],
+        n: int = 5,
+        k: int = 5,
+        algorithm: str | None = None,
+        filters: Filters = NO_FILTERS,
+    ) -> tuple[Recommendations, Ratings]:
+        """Recommendations for someone who is not in the data, from the ratings they give.
+
+        The profile is compared with every user (none excluded) by the same code as a
+        known user's, without a refit or a copy of the data. InvalidRatings (before any
+        work) for an unknown film, a value off the half-star scale, a repeat or too many.
+        """
+        model = self._require_model()
+        ratings = Ratings.checked(pairs, model.catalogue)
+        chosen, note = self._choose(model, algorithm)
+        key = ("adhoc", chosen.name, ratings, n, k if chosen.uses_k else 0, filters)
+        answer = model.answers.get(key)
+        if answer is None:
+            profile = model.matrix.adhoc_profile(
+                np.array(ratings.movie_ids, dtype=np.int64), np.array(ratings.values)
+            )
+            answer = self._answer(model, chosen, profile, None, n, k, note, filters)
+            model.answers.put(key, answer)
+        return answer, ratings
+
+    def check_ratings(self, pairs: Sequence[tuple[int, float]]) -> Ratings:
+        """Validate ratings against the catalogue without recommending (InvalidRatings)."""
+        return Ratings.checked(pairs, self._require_model().catalogue)
+
+    def movies(self, movie_ids: Sequence[int]) -> list[Movie]:
+        """The catalogue entries of these films, in the order given (unknown ids skipped)."""
+        catalogue = self._require_model().catalogue
+        return [movie for movie in map(catalogue.get, movie_ids) if movie is not None]
+
+    def search_movies(self, query: str, limit: int = 20) -> list[Movie]:
+        """Films whose title matches the words typed, best first (blocking: call in a thread)."""
+        model = self._require_model()
+        return model.catalogue.search(query, model.popularity, limit)
+
+    def popular_movies(self, limit: int = 24) -> list[Movie]:
+        """The most rated films: a place to start for someone who has rated nothing."""
+        model = self._require_model()
+        order = np.lexsort((model.catalogue.movie_ids, -model.popularity))[:limit]
+        return [model.catalogue.at(int(position)) for position in order]
+
+    def user_ratings(self, user_id: int, limit: int = 100) -> list[tuple[int, float]]:
+        """A known user's ratings (their highest first, at most `limit`), to start from."""
+        matrix = self._require_model().matrix
+        profile = matrix.profile(matrix.row(user_id))
+        order = np.lexsort((profile.items, -profile.ratings))[:limit]
+        return [(int(matrix.item_ids[profile.items[i]]), float(profile.ratings[i])) for i in order]
+
+    def genres(self) -> list[str]:
+        """Every genre in the catalogue."""
+        return self._require_model().catalogue.genres()
 
     def _answer(
         self,
@@ -366,8 +451,24 @@ class Engine:
         n: int,
         k: int,
         note: str,
+        filters: Filters = NO_FILTERS,
     ) -> Recommendations:
-        ranking = algorithm.rank(profile, n, k)
+        if filters.active:
+            allowed = model.allowed.get(filters)
+            if allowed is None:
+                allowed = filters.allowed(model.facts)
+                model.allowed.put(filters, allowed)
+            # Rank everything, then keep the first n that pass: the order is the algorithm's.
+            everything = algorithm.rank(profile, model.matrix.n_items, k)
+            keep = np.flatnonzero(allowed[everything.items])[:n]
+            ranking = Ranking(
+                everything.items[keep],
+                everything.scores[keep],
+                everything.neighbours,
+                everything.similarities,
+            )
+        else:
+            ranking = algorithm.rank(profile, n, k)
         return assemble(
             model.matrix,
             model.catalogue,
@@ -485,9 +586,11 @@ def _status_of(name: str, availability: Availability, reason: str = "") -> Algor
     )
 
 
-def _key(algorithm: Algorithm, user_id: int, n: int, k: int) -> tuple[str, int, int, int]:
+def _key(
+    algorithm: Algorithm, user_id: int, n: int, k: int, filters: Filters
+) -> tuple[object, ...]:
     # k changes nothing for algorithms without a neighbourhood: one cache entry for all k.
-    return (algorithm.name, user_id, n, k if algorithm.uses_k else 0)
+    return (algorithm.name, user_id, n, k if algorithm.uses_k else 0, filters)
 
 
 def _fingerprint(release: Path) -> str:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 NO_YEAR = -1
+# MovieLens files titles under their noun: "Matrix, The", "Cité des enfants perdus, La".
+_TRAILING_ARTICLE = re.compile(
+    r"^(?P<title>.+), (?P<article>the|a|an|les|la|le|l'|il|el|los|las|das|der|die|den|det|i)"
+    r"(?P<rest>\s*\(.*\))?$",
+    re.IGNORECASE,
+)
+_NOT_WORD = re.compile(r"[^0-9a-z]+")
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,66 @@ class Catalogue:
             return None
         return self.at(position)
 
+    def position(self, movie_id: int) -> int | None:
+        """Where the film is in id order, or None."""
+        position = int(np.searchsorted(self.movie_ids, movie_id))
+        if position < len(self.movie_ids) and self.movie_ids[position] == movie_id:
+            return position
+        return None
+
+    def contains(self, movie_ids: np.ndarray) -> np.ndarray:
+        """Which of the ids the catalogue lists."""
+        positions = np.clip(np.searchsorted(self.movie_ids, movie_ids), 0, len(self) - 1)
+        return np.asarray(self.movie_ids[positions] == movie_ids) if len(self) else movie_ids < 0
+
+    def search(self, query: str, popularity: np.ndarray, limit: int = 20) -> list[Movie]:
+        """Films whose title (either word order) and year contain every word of `query`.
+
+        Case, accents and punctuation are ignored, so "matrix", "The Matrix 1999" and
+        "Matrix, The" all find "Matrix, The (1999)". Titles that start with the query
+        come first, then the more rated (`popularity`, by catalogue position).
+        """
+        words = _fold(query).split()
+        if not words:
+            return []
+        phrase = " ".join(words)
+        hits = [
+            i for i, (text, _) in enumerate(self._search_index) if all(w in text for w in words)
+        ]
+        hits.sort(
+            key=lambda i: (
+                not any(name.startswith(phrase) for name in self._search_index[i][1]),
+                -int(popularity[i]),
+                i,
+            )
+        )
+        return [self.at(i) for i in hits[:limit]]
+
+    @cached_property
+    def _search_index(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Per film: its searchable text (title both ways, year) and the title's two orders."""
+        index = []
+        for position in range(len(self)):
+            title = _unpack(self.title_bytes, self.title_offsets, position)
+            moved = _TRAILING_ARTICLE.match(title)
+            names = (_fold(title),) + (
+                (_fold(f"{moved['article']} {moved['title']}"),) if moved else ()
+            )
+            year = int(self.years[position])
+            index.append((" ".join((*names, str(year) if year > 0 else "")), names))
+        return index
+
+    def genres(self) -> list[str]:
+        """Every genre used, alphabetically."""
+        return sorted(
+            {
+                genre
+                for position in range(len(self))
+                for genre in _unpack(self.genre_bytes, self.genre_offsets, position).split("|")
+                if genre
+            }
+        )
+
     def at(self, position: int) -> Movie:
         """The film at a position in id order."""
         year = int(self.years[position])
@@ -90,3 +160,10 @@ def _pack(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def _unpack(data: np.ndarray, offsets: np.ndarray, position: int) -> str:
     return bytes(data[offsets[position] : offsets[position + 1]]).decode("utf-8")
+
+
+def _fold(text: str) -> str:
+    """Lower case without accents or punctuation: what search compares."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return _NOT_WORD.sub(" ", plain).strip()

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from quart import Blueprint, request
 
 from app.answers import Recommendations
+from app.profiles import Ratings
 from app.service import Status
 from app.web.offload import off_loop
-from app.web.params import parse_algorithm, parse_k, parse_n, parse_user_id
+from app.web.params import (
+    InvalidInput,
+    parse_algorithm,
+    parse_filters,
+    parse_k,
+    parse_n,
+    parse_ratings_json,
+    parse_user_id,
+)
 from app.web.routes import engine
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -49,6 +59,23 @@ async def recommendations(user_id: str) -> dict[str, Any]:
     return recommendations_json(result)
 
 
+@bp.post("/recommendations")
+async def recommendations_for_ratings() -> dict[str, Any]:
+    """Recommendations for ratings given in the body: {"ratings": [{"movie_id", "rating"}]}."""
+    try:
+        body = json.loads(await request.get_data(as_text=False))
+    except ValueError:
+        raise InvalidInput("body", "The body is not valid JSON.") from None
+    pairs = parse_ratings_json(body)
+    n, k = parse_n(request.args.get("n")), parse_k(request.args.get("k"))
+    algorithm = parse_algorithm(request.args.get("algorithm"))
+    filters = parse_filters(request.args, await off_loop(engine().genres))
+    result, ratings = await off_loop(
+        engine().recommend_for_ratings, pairs, n, k, algorithm, filters
+    )
+    return {**recommendations_json(result), "ratings": _ratings_json(ratings)}
+
+
 @bp.get("/users/<user_id>/similar")
 async def similar(user_id: str) -> dict[str, Any]:
     """The k users most similar to a user."""
@@ -63,6 +90,10 @@ def recommendations_json(result: Recommendations) -> dict[str, Any]:
     body = dataclasses.asdict(result)
     body["recommendations"] = body.pop("movies")
     return body
+
+
+def _ratings_json(ratings: Ratings) -> list[dict[str, Any]]:
+    return [{"movie_id": movie_id, "rating": rating} for movie_id, rating in ratings.pairs()]
 
 
 def status_json(current: Status) -> dict[str, Any]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from quart import Quart, Response, jsonify, render_template, request
+from quart import Quart, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from app.profiles import InvalidRatings
 from app.recommender import UnknownUser
 from app.service import AlgorithmUnavailable, NotReady
 from app.web.params import InvalidInput
@@ -47,6 +48,10 @@ def register(app: Quart) -> None:
     async def invalid_input(exc: InvalidInput) -> tuple[Response, int]:
         return json_error(400, exc.message, field=exc.field)
 
+    @app.errorhandler(InvalidRatings)
+    async def invalid_ratings(exc: InvalidRatings) -> tuple[Response, int]:
+        return json_error(400, str(exc), field="ratings")
+
     @app.errorhandler(UnknownUser)
     async def unknown_user(exc: UnknownUser) -> tuple[Response, int]:
         return json_error(404, unknown_user_message(exc), field="user_id")
@@ -63,6 +68,9 @@ def register(app: Quart) -> None:
     async def http_error(exc: HTTPException) -> tuple[Response | str, int]:
         status = exc.code or 500
         message = exc.description or exc.name
+        if status == 413:
+            limit = current_app.config["MAX_CONTENT_LENGTH"]
+            message = f"The request body is over {limit // 1024} KiB; send at most 500 ratings."
         if _wants_json():
             return json_error(status, message)
         return await _error_page(status, exc.name, message)

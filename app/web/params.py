@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from app.profiles import MAX_RATINGS, Filters
 from app.recommender import ALGORITHMS
 from app.service import MAX_K, MAX_N
 
@@ -89,3 +90,74 @@ def parse_query(args: Mapping[str, str]) -> Query | None:
         parse_k(args.get("k")),
         parse_algorithm(args.get("algorithm")),
     )
+
+
+# A year range a person might type; a film's year is compared, not validated, against it.
+EARLIEST_YEAR = 1870
+LATEST_YEAR = 2100
+_RATING_PAIR = re.compile(r"([0-9]{1,9}):([0-9]{1,2}(?:\.[0-9]{1,2})?)", re.ASCII)
+
+
+def parse_year(raw: str | None, field: str, label: str) -> int | None:
+    """A year from EARLIEST_YEAR to LATEST_YEAR; empty means no bound."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    if not _INTEGER.fullmatch(text) or not EARLIEST_YEAR <= int(text) <= LATEST_YEAR:
+        raise InvalidInput(field, f"{label} must be a year from {EARLIEST_YEAR} to {LATEST_YEAR}.")
+    return int(text)
+
+
+def parse_filters(args: Mapping[str, str], genres: Sequence[str]) -> Filters:
+    """Genre (one of `genres`) and year range from a query string."""
+    genre = (args.get("genre") or "").strip() or None
+    if genre is not None and genre not in genres:
+        raise InvalidInput("genre", "Unknown genre; choose one from the list.")
+    year_from = parse_year(args.get("year_from"), "year_from", "From")
+    year_to = parse_year(args.get("year_to"), "year_to", "To")
+    if year_from is not None and year_to is not None and year_from > year_to:
+        raise InvalidInput("year_from", "The first year must not be after the second.")
+    return Filters(genre, year_from, year_to)
+
+
+def parse_rating_list(raw: str | None) -> list[tuple[int, float]]:
+    """Ratings kept in the URL, "1:4.5,296:5"; their values are checked by the engine."""
+    text = (raw or "").strip()
+    if not text:
+        return []
+    items = text.split(",")
+    if len(items) > MAX_RATINGS:
+        raise InvalidInput("r", f"At most {MAX_RATINGS} ratings can be kept.")
+    pairs = []
+    for item in items:
+        match = _RATING_PAIR.fullmatch(item.strip())
+        if not match:
+            raise InvalidInput("r", "The ratings in the address are not in the form 1:4.5,296:5.")
+        pairs.append((int(match[1]), float(match[2])))
+    return pairs
+
+
+def parse_rating_pair(raw: str | None, field: str) -> tuple[int, float]:
+    """One "movie_id:rating" pair, as a star control sends it."""
+    pairs = parse_rating_list(raw)
+    if len(pairs) != 1:
+        raise InvalidInput(field, "A rating is sent as movie_id:rating, for example 296:4.5.")
+    return pairs[0]
+
+
+def parse_ratings_json(body: object) -> list[tuple[int, float]]:
+    """The API's {"ratings": [{"movie_id": 1, "rating": 4.5}, ...]}, checked for shape only."""
+    if not isinstance(body, dict) or not isinstance(body.get("ratings"), list):
+        raise InvalidInput("ratings", 'The body must be a JSON object with a "ratings" list.')
+    ratings = body["ratings"]
+    if len(ratings) > MAX_RATINGS:
+        raise InvalidInput("ratings", f"At most {MAX_RATINGS} ratings can be sent at once.")
+    pairs = []
+    for index, item in enumerate(ratings):
+        if not isinstance(item, dict) or set(item) != {"movie_id", "rating"}:
+            raise InvalidInput(
+                "ratings",
+                f'ratings[{index}] must be an object with exactly "movie_id" and "rating".',
+            )
+        pairs.append((item["movie_id"], item["rating"]))
+    return pairs

@@ -175,6 +175,15 @@ async def _page(**context: Any) -> str:
     return await render_template("index.html", **context)
 
 
+async def not_ready_page() -> tuple[str, int, dict[str, str]]:
+    """503 while the model loads: the message alone for htmx, else a page that reloads itself."""
+    if is_fragment_request():
+        html = await render_template("partials/_error.html", error=_not_ready_message())
+        return html, 503, _fragment_headers()
+    html = await render_template("loading.html", message=_not_ready_message())
+    return html, 503, _vary()
+
+
 def _not_ready_message() -> str:
     current = engine().status
     if current.error:

@@ -1,0 +1,146 @@
+"""Visitors' own ratings and the filters on a list: validated here, before the engine uses them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.data.catalogue import Catalogue
+from app.recommender import RatingMatrix
+
+MAX_RATINGS = 500
+LOWEST_RATING = 0.5
+HIGHEST_RATING = 5.0
+
+
+class InvalidRatings(ValueError):
+    """Ratings that cannot be used; the message names the first problem and where it is."""
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """A visitor's ratings: distinct movie ids (ascending) with half-star values."""
+
+    movie_ids: tuple[int, ...]
+    values: tuple[float, ...]
+
+    @classmethod
+    def checked(cls, pairs: Iterable[tuple[int, float]], catalogue: Catalogue) -> Ratings:
+        """Validate (movie_id, rating) pairs against the catalogue; InvalidRatings if bad."""
+        seen: dict[int, float] = {}
+        for index, (movie_id, rating) in enumerate(pairs):
+            where = f"ratings[{index}]"
+            if index >= MAX_RATINGS:
+                raise InvalidRatings(f"At most {MAX_RATINGS} ratings can be sent at once.")
+            if not isinstance(movie_id, int) or isinstance(movie_id, bool):
+                raise InvalidRatings(f"{where}.movie_id must be a whole number.")
+            if catalogue.position(movie_id) is None:
+                raise InvalidRatings(f"{where}.movie_id: there is no film with id {movie_id}.")
+            if not _is_half_star(rating):
+                raise InvalidRatings(
+                    f"{where}.rating must be from {LOWEST_RATING} to {HIGHEST_RATING} "
+                    "in steps of 0.5."
+                )
+            if movie_id in seen:
+                raise InvalidRatings(f"{where}: film {movie_id} is rated twice.")
+            seen[movie_id] = float(rating)
+        ordered = sorted(seen.items())
+        return cls(tuple(m for m, _ in ordered), tuple(r for _, r in ordered))
+
+    def __len__(self) -> int:
+        return len(self.movie_ids)
+
+    def pairs(self) -> list[tuple[int, float]]:
+        """(movie_id, rating) for each film, in id order."""
+        return list(zip(self.movie_ids, self.values, strict=True))
+
+    def as_text(self) -> str:
+        """The compact form kept in URLs: "1:4.5,296:5"."""
+        return ",".join(
+            f"{m}:{_short(r)}" for m, r in zip(self.movie_ids, self.values, strict=True)
+        )
+
+    def with_rating(self, movie_id: int, rating: float) -> list[tuple[int, float]]:
+        """These ratings with one film's rating set (added or changed)."""
+        return [
+            *((m, r) for m, r in zip(self.movie_ids, self.values, strict=True) if m != movie_id),
+            (movie_id, rating),
+        ]
+
+    def without(self, movie_id: int) -> list[tuple[int, float]]:
+        """These ratings with one film's rating removed."""
+        return [(m, r) for m, r in self.pairs() if m != movie_id]
+
+    def rating_of(self, movie_id: int) -> float | None:
+        """The rating given to a film, if any."""
+        return dict(self.pairs()).get(movie_id)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which films a list may contain: one genre, and a range of release years."""
+
+    genre: str | None = None
+    year_from: int | None = None
+    year_to: int | None = None
+
+    @property
+    def active(self) -> bool:
+        """True if anything is filtered out."""
+        return self.genre is not None or self.year_from is not None or self.year_to is not None
+
+    def allowed(self, columns: ColumnFacts) -> np.ndarray:
+        """For every matrix column, whether its film passes (films without a year fail a range)."""
+        allowed = np.ones(len(columns.years), dtype=bool)
+        if self.genre is not None:
+            allowed &= columns.genre_mask(self.genre)
+        if self.year_from is not None:
+            allowed &= columns.years >= self.year_from
+        if self.year_to is not None:
+            allowed &= (columns.years >= 0) & (columns.years <= self.year_to)
+        return allowed
+
+
+@dataclass(frozen=True, eq=False)
+class ColumnFacts:
+    """Each matrix column's release year (-1 if unknown) and genres, for filtering."""
+
+    years: np.ndarray
+    genres: tuple[frozenset[str], ...]
+
+    @classmethod
+    def of(cls, matrix: RatingMatrix, catalogue: Catalogue) -> ColumnFacts:
+        """Look every column's film up once."""
+        years = np.full(matrix.n_items, -1, dtype=np.int64)
+        genres: list[frozenset[str]] = [frozenset()] * matrix.n_items
+        for column, movie_id in enumerate(matrix.item_ids.tolist()):
+            movie = catalogue.get(movie_id)
+            if movie is not None:
+                years[column] = -1 if movie.year is None else movie.year
+                genres[column] = frozenset(movie.genres)
+        return cls(years, tuple(genres))
+
+    def genre_mask(self, genre: str) -> np.ndarray:
+        """Which columns' films have this genre."""
+        return np.fromiter((genre in g for g in self.genres), dtype=bool, count=len(self.genres))
+
+
+def _is_half_star(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    number = float(value)
+    return (
+        math.isfinite(number)
+        and LOWEST_RATING <= number <= HIGHEST_RATING
+        and (number * 2).is_integer()
+    )
+
+
+def _short(rating: float) -> str:
+    return str(int(rating)) if rating.is_integer() else str(rating)
+
+
+NO_FILTERS = Filters()

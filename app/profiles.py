@@ -30,11 +30,12 @@ class Ratings:
     @classmethod
     def checked(cls, pairs: Iterable[tuple[int, float]], catalogue: Catalogue) -> Ratings:
         """Validate (movie_id, rating) pairs against the catalogue; InvalidRatings if bad."""
+        pairs = list(pairs)
+        if len(pairs) > MAX_RATINGS:
+            raise InvalidRatings(f"At most {MAX_RATINGS} ratings can be sent at once.")
         seen: dict[int, float] = {}
         for index, (movie_id, rating) in enumerate(pairs):
             where = f"ratings[{index}]"
-            if index >= MAX_RATINGS:
-                raise InvalidRatings(f"At most {MAX_RATINGS} ratings can be sent at once.")
             if not isinstance(movie_id, int) or isinstance(movie_id, bool):
                 raise InvalidRatings(f"{where}.movie_id must be a whole number.")
             if catalogue.position(movie_id) is None:

@@ -122,7 +122,11 @@ def test_recommendations_appear_in_place(browser, live_server: str, device: str)
     page.wait_for_selector("ol.movies li.movie")
     # The default algorithm is item-based: each film names films user 42 rated.
     assert page.locator("ol.movies li.movie").count() == 6
-    assert page.locator("ol.movies li.movie .reasons li").first.inner_text().startswith("You rated")
+    assert (
+        page.locator("ol.movies li.movie .reasons li")
+        .first.inner_text()
+        .startswith("User 42 rated")
+    )
     assert page.locator("table.neighbours").count() == 0
     assert page.evaluate("window.__marker") == "same page", "the page must not reload"
     assert page.url.endswith("/?user_id=42&n=6&k=5&algorithm=ease")
@@ -163,7 +167,7 @@ def test_recommendations_appear_in_place(browser, live_server: str, device: str)
     page.goto(f"{live_server}/?user_id=7&n=3&k=5")
     assert page.locator("ol.movies li.movie").count() == 3
 
-    page.click("text=About the recommendations")
+    page.click(".nav >> text=About")
     page.wait_for_selector(".about-table table")
     assert page.locator(".about-table").count() == 2  # the random and the temporal split
     assert page.locator("tr.is-default").first.inner_text().startswith("ease")
@@ -171,4 +175,65 @@ def test_recommendations_appear_in_place(browser, live_server: str, device: str)
     page.screenshot(path=str(ARTIFACTS / f"about-{device}.png"), full_page=True)
 
     assert not problems, f"console errors (CSP violations?): {problems}"
+    context.close()
+
+
+FILMS_TO_RATE = [
+    ("toy story 1995", "Toy Story", "4.5"),
+    ("the matrix", "Matrix, The", "5.0"),
+    ("AMELIE", "Amelie (Fabuleux destin d'Amélie Poulain, Le)", "3.5"),
+]
+
+
+@pytest.mark.parametrize("device", list(VIEWPORTS))
+def test_a_visitor_rates_three_films_and_the_list_follows(
+    browser, live_server: str, device: str
+) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport=VIEWPORTS[device], device_scale_factor=1)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+
+    page.goto(f"{live_server}/rate")
+    assert page.locator("#found li.film").count() >= 10  # well-known films to start from
+    page.evaluate("window.__marker = 'same page'")
+    previous = ""
+    for count, (query, title, stars) in enumerate(FILMS_TO_RATE, start=1):
+        page.fill("#q", query)
+        row = (
+            page.locator("#found li.film")
+            .filter(has=page.locator(".film-title", has_text=title))
+            .first
+        )
+        row.wait_for()
+        row.locator(f"label[title='{stars} stars']").click()
+        page.locator("#rated-title", has_text=f"({count})").wait_for()
+        listing = page.locator("#visitor ol.movies").inner_text()
+        assert listing and listing != previous, "the recommendations change after each rating"
+        previous = listing
+        assert page.evaluate("window.__marker") == "same page", "no navigation"
+    assert "r=" in page.url and page.url.count(":") >= 4  # three ratings in the address
+    assert page.locator("#visitor .reasons li").first.inner_text().startswith("You rated")
+    width = VIEWPORTS[device]["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "page overflows"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"rate-{device}.png"), full_page=True)
+
+    page.reload()
+    page.locator("#rated-title", has_text="(3)").wait_for()
+    rated = page.locator("ul[aria-label='Films you rated']")
+    assert rated.locator("input[type=radio]:checked").count() == 3
+    assert page.locator("#visitor ol.movies").inner_text() == previous
+    assert "Toy Story" in rated.inner_text() and "Matrix, The" in rated.inner_text()
+
+    # Keyboard: arrow keys move along a star control and the rating follows.
+    toy = rated.locator("li.film").filter(has_text="Toy Story")
+    toy.locator("input[type=radio]:checked").focus()
+    page.keyboard.press("ArrowLeft")  # in a row drawn right to left, 4.5 -> 5.0
+    page.locator("ul[aria-label='Films you rated'] li.film", has_text="Toy Story").locator(
+        ".film-genres", has_text="You gave it 5.0"
+    ).wait_for()
+    assert "10:5" not in page.url and "1:5" in page.url  # Toy Story is movie 1
+    assert not problems, f"console errors: {problems}"
     context.close()

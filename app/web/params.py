@@ -139,10 +139,10 @@ def parse_rating_list(raw: str | None) -> list[tuple[int, float]]:
 
 def parse_rating_pair(raw: str | None, field: str) -> tuple[int, float]:
     """One "movie_id:rating" pair, as a star control sends it."""
-    pairs = parse_rating_list(raw)
-    if len(pairs) != 1:
+    match = _RATING_PAIR.fullmatch((raw or "").strip())
+    if not match:
         raise InvalidInput(field, "A rating is sent as movie_id:rating, for example 296:4.5.")
-    return pairs[0]
+    return int(match[1]), float(match[2])
 
 
 def parse_ratings_json(body: object) -> list[tuple[int, float]]:

@@ -39,7 +39,7 @@ SECURITY_HEADERS = {
 
 def create_app(settings: Settings | None = None) -> Quart:
     """Build the app; only the real start reads the environment (tests pass `settings`)."""
-    from app.web import api, errors, routes, visitor
+    from app.web import api, errors, partials, routes, visitor
 
     settings = settings or Settings.from_env()
     app = Quart(
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(api.bp)
     app.register_blueprint(visitor.bp)
     errors.register(app)
+    partials.install(app)
 
     @app.before_serving
     async def start_building() -> None:

@@ -11,6 +11,7 @@ from quart.typing import ResponseReturnValue
 from app.cache import LRUCache
 from app.recommender import UnknownUser
 from app.service import MAX_K, MAX_N, AlgorithmUnavailable, Engine, NotReady, UnknownAlgorithm
+from app.web import partials
 from app.web.errors import unknown_user_message
 from app.web.htmx import is_fragment_request
 from app.web.offload import off_loop
@@ -63,7 +64,7 @@ async def index() -> tuple[str, int, dict[str, str]]:
         if cached is not None:
             return cached, 200, _fragment_headers(pushed=True)
         context, status = await _answer(request.args)
-        fragment = await render_template("partials/_results.html", **context)
+        fragment = await off_loop(partials.render, "partials/_results.html", context)
         if key and status == 200:
             fragments().put(key, fragment)
         return fragment, status, _fragment_headers(pushed=status == 200)

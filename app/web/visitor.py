@@ -15,6 +15,7 @@ from quart import Blueprint, Response, render_template, request
 from app.profiles import InvalidRatings, Ratings
 from app.recommender import UnknownUser
 from app.service import MAX_K, MAX_N, AlgorithmUnavailable
+from app.web import partials
 from app.web.errors import unknown_user_message
 from app.web.htmx import is_fragment_request
 from app.web.offload import off_loop
@@ -49,7 +50,7 @@ async def rate() -> tuple[str, int, dict[str, str]]:
     context, status = await _visitor(request.args)
     headers = {"Vary": "HX-Request, HX-History-Restore-Request"}
     if is_fragment_request():
-        html = await render_template("partials/_visitor.html", **context)
+        html = await off_loop(partials.render, "partials/_visitor.html", context)
         headers["HX-Push-Url"] = context["address"] if status == 200 else "false"
         return html, status, headers
     return await render_template("rate.html", **context), status, headers
@@ -69,8 +70,10 @@ async def search() -> tuple[str, int, dict[str, str]]:
         films = await off_loop(engine().search_movies, query, SEARCH_LIMIT)
     else:
         films = await off_loop(engine().popular_movies, STARTERS)
-    html = await render_template(
-        "partials/_film_list.html", films=films, ratings=ratings, query=query, list_id="found"
+    html = await off_loop(
+        partials.render,
+        "partials/_film_list.html",
+        {"films": films, "ratings": ratings, "query": query, "list_id": "found"},
     )
     return html, 200, {"Vary": "HX-Request"}
 

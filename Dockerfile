@@ -31,14 +31,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies in their own layer: it is rebuilt only when pyproject.toml changes. The test suites
-# that NumPy, SciPy, pandas and scikit-learn ship, and pip itself, are not needed to run.
+# that NumPy, SciPy and pandas ship, and pip itself, are not needed to run.
 COPY pyproject.toml ./
 RUN python3 -m venv /opt/venv \
  && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt \
  && cd /opt/venv/lib/python3*/site-packages \
- && find numpy scipy pandas sklearn -depth -type d -name tests -exec rm -rf {} + \
+ && find numpy scipy pandas -depth -type d -name tests -exec rm -rf {} + \
  && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools
 
 RUN groupadd --system --gid 10001 movierec \

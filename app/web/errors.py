@@ -27,6 +27,21 @@ def unknown_user_message(exc: UnknownUser) -> str:
     return message + "."
 
 
+PageError = InvalidInput | InvalidRatings | UnknownUser | AlgorithmUnavailable
+"""What a page shows in place, beside the form, instead of an error page."""
+
+
+def in_place(exc: PageError, user_field: str = "user_id") -> tuple[int, str, str]:
+    """Status, message and the field to mark for an error shown beside the form."""
+    if isinstance(exc, InvalidInput):
+        return 400, exc.message, exc.field
+    if isinstance(exc, InvalidRatings):
+        return 400, str(exc), "r"
+    if isinstance(exc, UnknownUser):
+        return 404, unknown_user_message(exc), user_field
+    return 503, str(exc), "algorithm"
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")
 

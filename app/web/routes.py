@@ -12,7 +12,7 @@ from app.cache import LRUCache
 from app.recommender import UnknownUser
 from app.service import MAX_K, MAX_N, AlgorithmUnavailable, Engine, NotReady, UnknownAlgorithm
 from app.web import partials
-from app.web.errors import unknown_user_message
+from app.web.errors import in_place
 from app.web.htmx import is_fragment_request
 from app.web.offload import off_loop
 from app.web.params import DEFAULT_K, DEFAULT_N, InvalidInput, parse_query
@@ -143,15 +143,9 @@ async def _answer(args: Mapping[str, str]) -> tuple[dict[str, Any], int]:
         asked = (query.user_id, query.n, query.k, query.algorithm)
         context["results"] = engine().cached(*asked) or await off_loop(engine().recommend, *asked)
         return context, 200
-    except InvalidInput as exc:
-        context.update(error=exc.message, error_field=exc.field)
-        return context, 400
-    except UnknownUser as exc:
-        context.update(error=unknown_user_message(exc), error_field="user_id")
-        return context, 404
-    except AlgorithmUnavailable as exc:
-        context.update(error=str(exc), error_field="algorithm")
-        return context, 503
+    except (InvalidInput, UnknownUser, AlgorithmUnavailable) as exc:
+        status, context["error"], context["error_field"] = in_place(exc)
+        return context, status
 
 
 def _context(args: Mapping[str, str]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from app.profiles import InvalidRatings, Ratings
 from app.recommender import UnknownUser
 from app.service import MAX_K, MAX_N, AlgorithmUnavailable
 from app.web import partials
-from app.web.errors import unknown_user_message
+from app.web.errors import in_place
 from app.web.htmx import is_fragment_request
 from app.web.offload import off_loop
 from app.web.params import (
@@ -139,18 +139,9 @@ async def _visitor(args: Mapping[str, str]) -> tuple[dict[str, Any], int]:
                 filters,
             )
         return context, 200
-    except InvalidInput as exc:
-        context.update(error=exc.message, error_field=exc.field)
-        return context, 400
-    except InvalidRatings as exc:
-        context.update(error=str(exc), error_field="r")
-        return context, 400
-    except UnknownUser as exc:
-        context.update(error=unknown_user_message(exc), error_field="from_user")
-        return context, 404
-    except AlgorithmUnavailable as exc:
-        context.update(error=str(exc), error_field="algorithm")
-        return context, 503
+    except (InvalidInput, InvalidRatings, UnknownUser, AlgorithmUnavailable) as exc:
+        status, context["error"], context["error_field"] = in_place(exc, user_field="from_user")
+        return context, status
 
 
 def _address(form: Mapping[str, str]) -> str:

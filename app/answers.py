@@ -6,10 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
 from app.data.catalogue import Catalogue, Movie
 from app.recommender import Algorithm, Neighbour, Profile, Ranking, RatingMatrix, Reason
+from app.recommender.original import neighbours_rated
 
 REASONS_PER_FILM = 3
 
@@ -81,7 +80,8 @@ def assemble(
 ) -> Recommendations:
     """Join a ranking with titles, averages, counts and the algorithm's explanations."""
     reasons = algorithm.explain(profile, ranking, limit=REASONS_PER_FILM)
-    rated_by = _neighbours_rated(matrix, ranking)
+    # Only user-based rankings have neighbours to count.
+    rated_by = neighbours_rated(matrix, ranking) if len(ranking.neighbours) else None
     movies = tuple(
         _movie_result(
             matrix,
@@ -140,18 +140,3 @@ def _because(catalogue: Catalogue, reason: Reason) -> Because:
         movie = catalogue.get(reason.id)
         title = movie.title if movie else f"Movie {reason.id}"
     return Because(reason.source, reason.id, title, reason.similarity, reason.rating)
-
-
-def _neighbours_rated(matrix: RatingMatrix, ranking: Ranking) -> np.ndarray | None:
-    """How many of the ranking's neighbours rated each of its films (None if it has none)."""
-    if len(ranking.neighbours) == 0:
-        return None
-    counts = np.zeros(len(ranking.items), dtype=np.int64)
-    by_user = matrix.by_user
-    for row in ranking.neighbours.tolist():
-        rated = by_user.indices[by_user.indptr[row] : by_user.indptr[row + 1]]
-        if len(rated):
-            # Rows are sorted, so membership is a binary search per film.
-            position = np.minimum(np.searchsorted(rated, ranking.items), len(rated) - 1)
-            counts += rated[position] == ranking.items
-    return counts

@@ -64,17 +64,6 @@ class Ratings:
             f"{m}:{_short(r)}" for m, r in zip(self.movie_ids, self.values, strict=True)
         )
 
-    def with_rating(self, movie_id: int, rating: float) -> list[tuple[int, float]]:
-        """These ratings with one film's rating set (added or changed)."""
-        return [
-            *((m, r) for m, r in zip(self.movie_ids, self.values, strict=True) if m != movie_id),
-            (movie_id, rating),
-        ]
-
-    def without(self, movie_id: int) -> list[tuple[int, float]]:
-        """These ratings with one film's rating removed."""
-        return [(m, r) for m, r in self.pairs() if m != movie_id]
-
     def rating_of(self, movie_id: int) -> float | None:
         """The rating given to a film, if any."""
         return dict(self.pairs()).get(movie_id)

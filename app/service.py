@@ -145,6 +145,11 @@ class _Model:
         columns, found = self.matrix.columns(self.catalogue.movie_ids)
         return np.where(found, self.matrix.item_count[columns], 0)
 
+    @cached_property
+    def by_popularity(self) -> np.ndarray:
+        """Catalogue positions, most rated first (ties by id)."""
+        return np.lexsort((self.catalogue.movie_ids, -self.popularity))
+
     @property
     def knn(self) -> UserKNN:
         """The original algorithm, always fitted with the model."""
@@ -428,8 +433,7 @@ class Engine:
     def popular_movies(self, limit: int = 24) -> list[Movie]:
         """The most rated films: a place to start for someone who has rated nothing."""
         model = self._require_model()
-        order = np.lexsort((model.catalogue.movie_ids, -model.popularity))[:limit]
-        return [model.catalogue.at(int(position)) for position in order]
+        return [model.catalogue.at(int(position)) for position in model.by_popularity[:limit]]
 
     def user_ratings(self, user_id: int, limit: int = 100) -> list[tuple[int, float]]:
         """A known user's ratings (their highest first, at most `limit`), to start from."""
@@ -438,9 +442,9 @@ class Engine:
         order = np.lexsort((profile.items, -profile.ratings))[:limit]
         return [(int(matrix.item_ids[profile.items[i]]), float(profile.ratings[i])) for i in order]
 
-    def genres(self) -> list[str]:
-        """Every genre in the catalogue."""
-        return self._require_model().catalogue.genres()
+    def genres(self) -> tuple[str, ...]:
+        """Every genre in the catalogue (cheap after the first call)."""
+        return self._require_model().catalogue.genres
 
     def _answer(
         self,

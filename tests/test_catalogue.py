@@ -33,3 +33,7 @@ def test_arrays_round_trip() -> None:
     again = Catalogue.from_arrays(films.to_arrays())
     assert [again.at(i) for i in range(3)] == [films.at(i) for i in range(3)]
     assert all(name.startswith("catalogue.") for name in films.to_arrays())
+
+
+def test_genres_are_listed_once_alphabetically() -> None:
+    assert catalogue().genres == ("Action", "Comedy", "Romance")

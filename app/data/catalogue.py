@@ -128,15 +128,18 @@ class Catalogue:
             index.append((" ".join((*names, str(year) if year > 0 else "")), names))
         return index
 
-    def genres(self) -> list[str]:
-        """Every genre used, alphabetically."""
-        return sorted(
-            {
-                genre
-                for position in range(len(self))
-                for genre in _unpack(self.genre_bytes, self.genre_offsets, position).split("|")
-                if genre
-            }
+    @cached_property
+    def genres(self) -> tuple[str, ...]:
+        """Every genre used, alphabetically (worked out once)."""
+        return tuple(
+            sorted(
+                {
+                    genre
+                    for position in range(len(self))
+                    for genre in _unpack(self.genre_bytes, self.genre_offsets, position).split("|")
+                    if genre
+                }
+            )
         )
 
     def at(self, position: int) -> Movie:

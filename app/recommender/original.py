@@ -145,7 +145,7 @@ class UserKNN:
         """similar_users() and recommend() together, from one pass over the similarities."""
         matrix = self.matrix
         ranking = self.rank(matrix.profile(matrix.row(user_id)), n, k)
-        rated_by = _neighbours_rated(matrix, ranking)
+        rated_by = neighbours_rated(matrix, ranking)
         picks = [
             Recommendation(int(matrix.item_ids[c]), float(s), int(r))
             for c, s, r in zip(ranking.items, ranking.scores, rated_by, strict=True)
@@ -162,7 +162,7 @@ def _neighbours(
     ]
 
 
-def _neighbours_rated(matrix: RatingMatrix, ranking: Ranking) -> np.ndarray:
+def neighbours_rated(matrix: RatingMatrix, ranking: Ranking) -> np.ndarray:
     """How many of the ranking's neighbours rated each of its films."""
     if len(ranking.items) == 0:
         return np.empty(0, dtype=np.int64)

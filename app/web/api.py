@@ -69,7 +69,7 @@ async def recommendations_for_ratings() -> dict[str, Any]:
     pairs = parse_ratings_json(body)
     n, k = parse_n(request.args.get("n")), parse_k(request.args.get("k"))
     algorithm = parse_algorithm(request.args.get("algorithm"))
-    filters = parse_filters(request.args, await off_loop(engine().genres))
+    filters = parse_filters(request.args, engine().genres())
     result, ratings = await off_loop(
         engine().recommend_for_ratings, pairs, n, k, algorithm, filters
     )

@@ -6,6 +6,7 @@ shares them and any worker can answer: the server keeps nothing between requests
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -103,7 +104,7 @@ async def _visitor(args: Mapping[str, str]) -> tuple[dict[str, Any], int]:
         "limits": {"n": MAX_N, "k": MAX_K, "default_n": DEFAULT_N, "default_k": DEFAULT_K},
         "algorithms": engine().algorithms(),
         "default_algorithm": engine().default_algorithm(),
-        "genres": await off_loop(engine().genres),
+        "genres": engine().genres(),
         "status": engine().status,
         "films": await off_loop(engine().popular_movies, STARTERS),
         "query": "",
@@ -113,13 +114,13 @@ async def _visitor(args: Mapping[str, str]) -> tuple[dict[str, Any], int]:
         pairs = parse_rating_list(args.get("r"))
         if args.get("from_user"):
             pairs = await off_loop(engine().user_ratings, parse_user_id(args.get("from_user")))
-        ratings = await off_loop(engine().check_ratings, pairs)
         if args.get("set"):
             movie_id, value = parse_rating_pair(args.get("set"), "set")
-            ratings = await off_loop(engine().check_ratings, ratings.with_rating(movie_id, value))
+            pairs = [*(p for p in pairs if p[0] != movie_id), (movie_id, value)]
         if args.get("remove"):
-            movie_id = parse_user_id(args.get("remove"))
-            ratings = await off_loop(engine().check_ratings, ratings.without(movie_id))
+            removed = parse_user_id(args.get("remove"))
+            pairs = [p for p in pairs if p[0] != removed]
+        ratings = await off_loop(engine().check_ratings, pairs)
         context["ratings"] = ratings
         context["form"]["r"] = ratings.as_text()
         n, k = parse_n(args.get("n")), parse_k(args.get("k"))
@@ -151,6 +152,4 @@ def _address(form: Mapping[str, str]) -> str:
 
 
 def _json(body: object) -> str:
-    import json
-
     return json.dumps(body, indent=1) + "\n"

@@ -201,6 +201,8 @@ def test_a_visitor_rates_three_films_and_the_list_follows(
     previous = ""
     for count, (query, title, stars) in enumerate(FILMS_TO_RATE, start=1):
         page.fill("#q", query)
+        # The search results, not the starter list (which has some of these films too).
+        page.locator("#found .list-caption", has_text=f"matching “{query}”").wait_for()
         row = (
             page.locator("#found li.film")
             .filter(has=page.locator(".film-title", has_text=title))

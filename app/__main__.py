@@ -11,6 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.config import ConfigError, Settings
+from app.data.movielens import DatasetError
+from app.engine import check_algorithms
+from app.evaluation.command import Options, candidates, run
+from app.server import hypercorn_config, run_workers, serve_until_signalled
 
 COMMANDS = ("serve", "evaluate")
 
@@ -30,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = {**os.environ, **{name: value for name, value in flags.items() if value is not None}}
     try:
         settings = Settings.from_env(environ)
+        check_algorithms(settings)
     except ConfigError as exc:
         parser.error(str(exc))
     if options.command == "evaluate":
@@ -39,8 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     """Run Hypercorn in the foreground until SIGTERM or SIGINT, then stop gracefully."""
-    from app.server import hypercorn_config, run_workers, serve_until_signalled
-
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -58,9 +61,6 @@ def evaluate(
     settings: Settings, options: argparse.Namespace, parser: argparse.ArgumentParser
 ) -> int:
     """Run the offline evaluation and print its table; reports go to --out."""
-    from app.data.movielens import DatasetError
-    from app.evaluation.command import Options, candidates, run
-
     algorithms = tuple(name.strip() for name in options.algorithms.split(",") if name.strip())
     algorithms = algorithms or Options().algorithms
     try:
@@ -68,15 +68,15 @@ def evaluate(
         candidates(algorithms, original_ks)
     except ValueError as exc:
         parser.error(str(exc))
-    if options.k < 1 or any(k < 1 for k in original_ks):
-        parser.error("--k and --original-k need whole numbers of at least 1")
+    if options.n < 1 or any(k < 1 for k in original_ks):
+        parser.error("--n and --original-k need whole numbers of at least 1")
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         run(
             settings,
             Options(
                 split=options.split,
-                k=options.k,
+                n=options.n,
                 algorithms=algorithms,
                 original_ks=original_ks,
                 seed=options.seed,
@@ -97,22 +97,28 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", help="port to listen on (env PORT)")
     serve_cmd.add_argument("--workers", help="Hypercorn worker processes (env WORKERS)")
 
-    # Literal defaults (checked against app.evaluation.command.Options by a test) keep
-    # pandas and the algorithms out of `serve`'s start-up.
+    defaults = Options()
     evaluate_cmd = commands.add_parser(
         "evaluate", help="offline evaluation of the algorithms; writes latest.json and latest.md"
     )
-    evaluate_cmd.add_argument("--split", choices=("random", "temporal", "both"), default="both")
-    evaluate_cmd.add_argument("--k", type=int, default=10, help="list length (default 10)")
+    evaluate_cmd.add_argument(
+        "--split", choices=("random", "temporal", "both"), default=defaults.split
+    )
+    # --k is the old name of --n, kept so that existing scripts still run.
+    evaluate_cmd.add_argument(
+        "--n", "--k", dest="n", type=int, default=defaults.n, help="list length (default 10)"
+    )
     evaluate_cmd.add_argument(
         "--algorithms", default="", help="comma-separated algorithm names (default: all)"
     )
     evaluate_cmd.add_argument(
         "--original-k",
-        default="5,10,20,50,100",
+        default=",".join(map(str, defaults.original_ks)),
         help="neighbourhood sizes to evaluate the original at ('' for its default only)",
     )
-    evaluate_cmd.add_argument("--seed", type=int, default=42, help="random split seed (42)")
+    evaluate_cmd.add_argument(
+        "--seed", type=int, default=defaults.seed, help="random split seed (42)"
+    )
     evaluate_cmd.add_argument(
         "--out", type=Path, help="folder for latest.json and latest.md (DATA_DIR/evaluation)"
     )

@@ -16,7 +16,6 @@ from hypercorn.config import Config
 
 from app.config import Settings
 
-APPLICATION_PATH = "app:create_app()"
 # Seconds that requests in flight get to finish after SIGTERM; below the 10 s a container engine
 # waits before it kills.
 GRACEFUL_TIMEOUT = 8.0
@@ -26,12 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def hypercorn_config(settings: Settings) -> Config:
-    """A Hypercorn Config that serves create_app() with the settings' host, port and workers."""
+    """A Hypercorn Config for create_app() with the settings' host and port (one worker each)."""
     config = Config()
-    config.application_path = APPLICATION_PATH
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
-    config.workers = settings.workers
     config.graceful_timeout = GRACEFUL_TIMEOUT
     # Loggers rather than "-": their records go through the root handler that create_app()
     # installs in each worker, once, in the app's format.
@@ -52,9 +49,14 @@ async def serve_until_signalled(
     Hypercorn stops accepting, lets the requests in flight finish (up to graceful_timeout), closes
     idle connections, and runs the app's after_serving, which cancels a build in progress.
     """
+    import sys as _s
+
     from hypercorn.asyncio import serve
 
     from app import create_app
+
+    if os.environ.get("SWITCH"):
+        _s.setswitchinterval(float(os.environ["SWITCH"]))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -96,7 +98,6 @@ def _worker() -> None:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = hypercorn_config(settings)
-    config.workers = 1
     sock = listening_socket(settings.host, settings.port)
     config.bind = [f"fd://{sock.fileno()}"]
     # Ctrl-C reaches the whole process group; the parent decides when to stop, via SIGTERM.

@@ -4,7 +4,7 @@ Usage: python bench/engine_probe.py SOURCE DATA_DIR [--dense] [--users 1000] [--
 
 Run by bench/scale.py in a subprocess of its own so that peak memory (ru_maxrss) belongs
 to this one measurement. Without --dense it runs the Engine the server runs (snapshot if
-DATA_DIR has a current one, else CSV -> matrix -> snapshot) and times Engine.recommend()
+DATA_DIR has a current one, else CSV -> matrix -> snapshot) and times Model.recommend()
 with the answer cache off. With --dense it runs the original design as first written: a
 dense pivot table, the full users x users cosine matrix, then per request the neighbours'
 mean over dense rows.
@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.config import Settings
-from app.service import Engine
+from app.engine import Engine
 
 
 def main() -> None:
@@ -46,27 +46,29 @@ def main() -> None:
 
 def engine(options: argparse.Namespace) -> dict[str, object]:
     """Time to ready and recommendation latency through the Engine."""
-    settings = Settings(source=options.source, data_dir=Path(options.data_dir), result_cache=0)
+    settings = Settings(source=options.source, data_dir=Path(options.data_dir))
     started = time.perf_counter()
-    service = Engine(settings)
-    asyncio.run(service.build())
+    engine = Engine(settings)
+    asyncio.run(engine.build())
     ready = time.perf_counter() - started
-    if not service.ready:
-        raise SystemExit(f"build failed: {service.status.error}")
-    model = service._require_model()
+    if not engine.ready:
+        raise SystemExit(f"build failed: {engine.status.error}")
+    # The build returns before the background fits run: this is the original design.
+    model, algorithm, _ = engine.choose(None)
     rss_ready = _rss()
     rng = np.random.default_rng(options.seed)
-    user_ids = model.knn.matrix.user_ids
+    user_ids = model.matrix.user_ids
     users = rng.choice(user_ids, size=min(options.users, len(user_ids)), replace=False)
     samples = []
     for user in users.tolist():
         begun = time.perf_counter()
-        service.recommend(user, n=options.n, k=options.k)
+        profile = model.profile_of(user)
+        model.recommend(algorithm, profile, user_id=user, n=options.n, k=options.k)
         samples.append(time.perf_counter() - begun)
     return {
         "ready_seconds": ready,
         "from_snapshot": model.from_snapshot,
-        "ratings": service.status.ratings,
+        "ratings": engine.status.ratings,
         "rss_ready": rss_ready,
         "rss_after": _rss(),
         **_percentiles(samples),

@@ -8,7 +8,7 @@ data/bench/), then runs each measurement in a fresh process (bench/engine_probe.
   warm   snapshot -> ready, the restart after that
   dense  the original design as first written (pivot table + users x users cosine), where
          its estimated memory fits the budget; otherwise the memory it would need.
-Latency is Engine.recommend() (k=5, n=10 by default) over random users, answer cache off.
+Latency is Model.recommend() (k=5, n=10 by default) over random users, without the answer cache.
 At the largest size it also starts `movierec serve` with 1 and 2 workers and adds up the
 proportional set size (PSS) of all its processes, which counts shared pages once.
 """
@@ -67,7 +67,7 @@ def main() -> None:
         print(f"  {name}: done", file=sys.stderr)
 
     print(f"\nMachine: {machine()}")
-    print(f"Engine.recommend with k={options.k}, n={options.n} over {options.users} random users;")
+    print(f"Model.recommend with k={options.k}, n={options.n} over {options.users} random users;")
     print("cold = CSV to ready (writes the snapshot), warm = snapshot to ready; RSS once ready.\n")
     print(
         "| ratings | users x movies | cold s | warm s | RSS MiB | peak MiB | median ms | p99 ms "

@@ -7,15 +7,24 @@ import io
 import os
 import zipfile
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from quart import Quart
+from quart.typing import TestAppProtocol, TestClientProtocol
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from app import create_app
 from app.config import Settings
+
+# The tiny hand-made release is defined once, in tests/tiny.py; re-exported here.
+from tests.tiny import TINY as TINY
+from tests.tiny import TINY_MOVIES as TINY_MOVIES
+from tests.tiny import TINY_RATINGS as TINY_RATINGS
+from tests.tiny import frame as frame
 
 # The real release sits in ../shared/data beside the checkout; MOVIELENS_TEST_ZIP overrides it.
 REAL_ZIP = Path(
@@ -23,30 +32,6 @@ REAL_ZIP = Path(
     or Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small.zip"
 )
 IN_CI = os.environ.get("CI") == "true"
-
-# A hand-made release small enough to work out by hand (see test_recommender.py):
-# user 1 rated movies 10, 20; users 2-4 overlap with them in different amounts.
-TINY_RATINGS = """userId,movieId,rating,timestamp
-1,10,5.0,964982703
-1,20,3.0,964981247
-2,10,4.0,964982224
-2,20,3.0,964983815
-2,30,5.0,964982931
-3,10,5.0,964982400
-3,40,2.0,964980868
-3,50,4.0,964982176
-4,20,1.0,964984041
-4,30,1.0,964984100
-4,50,5.0,964983650
-"""
-TINY_MOVIES = """movieId,title,genres
-10,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy
-20,"American President, The (1995)",Comedy|Drama|Romance
-30,Heat (1995),Action|Crime|Thriller
-40,<script>alert(1)</script> (2001),(no genres listed)
-50,Babylon 5,Sci-Fi
-60,Never Rated (1999),Drama
-"""
 
 # The same kind of release in the older layouts. ml-1m/ml-10m: "::" separated, not sorted by
 # movie, titles with colons, Latin-1 (ml-1m) or UTF-8 (ml-10m), half stars from ml-10m on.
@@ -148,12 +133,16 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+"""What answers one path of the DatasetServer."""
+
+
 @dataclass
 class DatasetServer:
     """An aiohttp server on 127.0.0.1 that serves zips and counts the requests per path."""
 
     base_url: str
-    routes: dict[str, Callable[[web.Request], object]]
+    routes: dict[str, Handler]
     hits: Counter[str] = field(default_factory=Counter)
 
     def url(self, path: str) -> str:
@@ -169,7 +158,7 @@ class DatasetServer:
         self.routes[path] = handler
         return self.url(path)
 
-    def serve(self, path: str, handler: Callable[[web.Request], object]) -> str:
+    def serve(self, path: str, handler: Handler) -> str:
         """Serve `path` with a custom handler; returns the URL."""
         self.routes[path] = handler
         return self.url(path)
@@ -178,7 +167,7 @@ class DatasetServer:
 @pytest.fixture
 async def dataset_server() -> AsyncIterator[DatasetServer]:
     """A local HTTP server for download tests; unknown paths answer 404."""
-    routes: dict[str, Callable[[web.Request], object]] = {}
+    routes: dict[str, Handler] = {}
     server: DatasetServer | None = None
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -187,7 +176,7 @@ async def dataset_server() -> AsyncIterator[DatasetServer]:
         handler = routes.get(request.path)
         if handler is None:
             raise web.HTTPNotFound()
-        return await handler(request)  # type: ignore[misc, no-any-return]
+        return await handler(request)
 
     application = web.Application()
     application.router.add_route("GET", "/{tail:.*}", dispatch)
@@ -202,31 +191,53 @@ async def dataset_server() -> AsyncIterator[DatasetServer]:
 
 
 @pytest.fixture
-def app(settings: Settings, tiny_zip: Path):  # type: ignore[no-untyped-def]
+def app(settings: Settings, tiny_zip: Path) -> Quart:
     """The app configured with the tiny release as a local zip."""
     return create_app(settings.replace(source=str(tiny_zip)))
 
 
-async def wait_until_settled(app, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_until_settled(app: Quart, timeout: float = 10.0) -> None:
     """Wait until the engine is ready or has failed."""
-    engine = app.extensions["engine"]
+    service = app.extensions["service"]
     for _ in range(int(timeout / 0.02)):
-        if engine.status.state.value != "loading":
+        if service.status.state.value != "loading":
             return
         await asyncio.sleep(0.02)
-    raise AssertionError(f"engine still loading after {timeout}s: {engine.status}")
+    raise AssertionError(f"engine still loading after {timeout}s: {service.status}")
 
 
 @pytest.fixture
-async def ready_app(app):  # type: ignore[no-untyped-def]
+async def ready_app(app: Quart) -> AsyncIterator[TestAppProtocol]:
     """The app, started, with its model built."""
     async with app.test_app() as test_app:
         await wait_until_settled(app)
-        assert app.extensions["engine"].ready, app.extensions["engine"].status
+        assert app.extensions["service"].ready, app.extensions["service"].status
         yield test_app
 
 
 @pytest.fixture
-def client(ready_app):  # type: ignore[no-untyped-def]
+def client(ready_app: TestAppProtocol) -> TestClientProtocol:
     """A test client for the ready app."""
     return ready_app.test_client()
+
+
+def parse(html: str) -> LexborHTMLParser:
+    """A page or a fragment as a tree (a fragment's elements land in <body>)."""
+    return LexborHTMLParser(html)
+
+
+def one(tree: LexborHTMLParser | LexborNode, selector: str) -> LexborNode:
+    """The single element that matches `selector`; fails unless there is exactly one."""
+    found = tree.css(selector)
+    assert len(found) == 1, f"{len(found)} elements match {selector!r}"
+    return found[0]
+
+
+def text_of(node: LexborNode) -> str:
+    """The text a reader sees in `node`, whitespace collapsed."""
+    return " ".join(node.text().split())
+
+
+def texts(tree: LexborHTMLParser | LexborNode, selector: str) -> list[str]:
+    """The text of every element that matches `selector`, in document order."""
+    return [text_of(node) for node in tree.css(selector)]

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from quart import Response
+from quart.typing import TestClientProtocol as Client
+from selectolax.lexbor import LexborHTMLParser
 
 from app import create_app
 from app.config import ALL_ALGORITHMS, Settings
-from app.recommender import ALGORITHMS, DEFAULT_ALGORITHM
+from app.engine import AlgorithmUnavailable, Availability, Service
+from app.recommender import ALGORITHMS, DEFAULT_ALGORITHM, OriginalUserKNN
 from app.recommender.ease import EASE
-from app.service import AlgorithmUnavailable, Availability, Engine
 from tests.conftest import wait_until_settled
 
 
@@ -21,29 +25,33 @@ def every(settings: Settings, tiny_zip: Path) -> Settings:
     return settings.replace(source=str(tiny_zip), algorithms=ALL_ALGORITHMS)
 
 
-async def fitted(settings: Settings) -> Engine:
-    engine = Engine(settings)
-    await engine.build()
-    assert engine._fits is not None
-    await engine._fits
-    return engine
+async def fitted(settings: Settings) -> Service:
+    """A Service with its model built and every enabled algorithm fitted or left out."""
+    service = Service(settings)
+    await service.engine.build()
+    await service.fits_done()
+    return service
+
+
+async def parsed(response: Response) -> LexborHTMLParser:
+    """The response body as an HTML tree."""
+    return LexborHTMLParser(await response.get_data(as_text=True))
 
 
 async def test_the_original_serves_while_the_others_are_prepared(every: Settings) -> None:
-    engine = Engine(every)
-    await engine.build()
+    service = Service(every)
+    await service.engine.build()
     # The fits run in a background task that has not had a turn yet.
-    statuses = {a.name: a.availability for a in engine.algorithms()}
+    statuses = {a.name: a.availability for a in service.algorithms()}
     assert statuses["original"] is Availability.READY
     assert statuses[DEFAULT_ALGORITHM] is Availability.PREPARING
     with pytest.raises(AlgorithmUnavailable, match="still being prepared"):
-        engine.recommend(1, algorithm=DEFAULT_ALGORITHM)
-    interim = engine.recommend(1, n=3, k=2)
+        await service.recommend(1, algorithm=DEFAULT_ALGORITHM)
+    interim = (await service.recommend(1, n=3, k=2)).value
     assert interim.algorithm == "original" and "still being prepared" in interim.note
-    assert engine._fits is not None
-    await engine._fits
-    assert {a.availability for a in engine.algorithms()} == {Availability.READY}
-    answer = engine.recommend(1, n=3, k=2)
+    await service.fits_done()
+    assert {a.availability for a in service.algorithms()} == {Availability.READY}
+    answer = (await service.recommend(1, n=3, k=2)).value
     assert answer.algorithm == DEFAULT_ALGORITHM and answer.note == ""
 
 
@@ -51,30 +59,30 @@ async def test_an_algorithm_too_large_for_the_data_is_left_out(
     every: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(EASE, "estimate_bytes", lambda self, matrix: 1 << 50)
-    engine = await fitted(every)
-    ease = next(a for a in engine.algorithms() if a.name == "ease")
+    service = await fitted(every)
+    ease = next(a for a in service.algorithms() if a.name == "ease")
     assert ease.availability is Availability.UNAVAILABLE and "GiB" in ease.reason
     with pytest.raises(AlgorithmUnavailable, match="not available"):
-        engine.recommend(1, algorithm="ease")
-    answer = engine.recommend(1, n=3)
+        await service.recommend(1, algorithm="ease")
+    answer = (await service.recommend(1, n=3)).value
     assert answer.algorithm == "itemknn" and "not available here" in answer.note
 
 
 async def test_disabled_algorithms_say_so_and_the_original_answers_plainly(
     settings: Settings, tiny_zip: Path
 ) -> None:
-    engine = await fitted(settings.replace(source=str(tiny_zip), algorithms=("original",)))
-    listed = {a.name: a for a in engine.algorithms()}
+    service = await fitted(settings.replace(source=str(tiny_zip), algorithms=("original",)))
+    listed = {a.name: a for a in service.algorithms()}
     assert listed["itemknn"].availability is Availability.UNAVAILABLE
     assert "ALGORITHMS" in listed["itemknn"].reason
-    answer = engine.recommend(1, n=3, k=2)
+    answer = (await service.recommend(1, n=3, k=2)).value
     assert answer.algorithm == "original" and answer.note == ""
 
 
 @pytest.mark.parametrize("name", list(ALGORITHMS))
 async def test_every_algorithm_answers_with_reasons(every: Settings, name: str) -> None:
-    engine = await fitted(every)
-    answer = engine.recommend(1, n=3, k=3, algorithm=name)
+    service = await fitted(every)
+    answer = (await service.recommend(1, n=3, k=3, algorithm=name)).value
     assert answer.algorithm == name and answer.label
     rated = {10, 20}  # user 1's films
     assert not rated & {m.movie_id for m in answer.movies}
@@ -90,8 +98,8 @@ async def test_every_algorithm_answers_with_reasons(every: Settings, name: str) 
 
 
 async def test_reasons_of_the_original_are_its_neighbours_ratings(every: Settings) -> None:
-    engine = await fitted(every)
-    answer = engine.recommend(1, n=3, k=2, algorithm="original")
+    service = await fitted(every)
+    answer = (await service.recommend(1, n=3, k=2, algorithm="original")).value
     # Neighbours 2 and 3 (see test_recommender): 30 from user 2, 50 and 40 from user 3.
     assert [[(r.kind, r.id, r.rating) for r in m.reasons] for m in answer.movies] == [
         [("user", 2, 5.0)],
@@ -102,40 +110,42 @@ async def test_reasons_of_the_original_are_its_neighbours_ratings(every: Setting
 
 
 async def test_item_based_reasons_name_the_films_rated(every: Settings) -> None:
-    engine = await fitted(every)
-    answer = engine.recommend(1, n=3, algorithm="itemknn")
+    service = await fitted(every)
+    answer = (await service.recommend(1, n=3, algorithm="itemknn")).value
     assert answer.neighbours == () and all(m.neighbours_rated is None for m in answer.movies)
     reasons = [r for m in answer.movies for r in m.reasons]
     assert reasons and {r.kind for r in reasons} == {"movie"}
 
 
 async def test_k_is_part_of_the_cache_key_only_where_it_matters(every: Settings) -> None:
-    engine = await fitted(every)
-    assert engine.recommend(1, n=3, k=1, algorithm="itemknn") is engine.recommend(
-        1, n=3, k=7, algorithm="itemknn"
-    )
-    assert engine.recommend(1, n=3, k=1, algorithm="original") != engine.recommend(
-        1, n=3, k=3, algorithm="original"
-    )
+    service = await fitted(every)
+    item_k1 = (await service.recommend(1, n=3, k=1, algorithm="itemknn")).value
+    item_k7 = (await service.recommend(1, n=3, k=7, algorithm="itemknn")).value
+    assert item_k1 is item_k7
+    original_k1 = (await service.recommend(1, n=3, k=1, algorithm="original")).value
+    original_k3 = (await service.recommend(1, n=3, k=3, algorithm="original")).value
+    assert original_k1 != original_k3
 
 
 @pytest.fixture
-async def every_client(every: Settings):  # type: ignore[no-untyped-def]
+async def every_client(every: Settings) -> AsyncIterator[Client]:
+    """A client of an app serving the tiny release with every algorithm fitted."""
     app = create_app(every)
     async with app.test_app() as test_app:
         await wait_until_settled(app)
-        await app.extensions["engine"]._fits
+        service: Service = app.extensions["service"]
+        await service.fits_done()
         yield test_app.test_client()
 
 
-async def test_the_api_lists_the_algorithms(every_client) -> None:  # type: ignore[no-untyped-def]
+async def test_the_api_lists_the_algorithms(every_client: Client) -> None:
     body = await (await every_client.get("/api/algorithms")).get_json()
     assert body["default"] == DEFAULT_ALGORITHM
     assert [a["name"] for a in body["algorithms"]] == list(ALGORITHMS)
     assert {a["availability"] for a in body["algorithms"]} == {"ready"}
 
 
-async def test_the_api_takes_an_algorithm(every_client) -> None:  # type: ignore[no-untyped-def]
+async def test_the_api_takes_an_algorithm(every_client: Client) -> None:
     response = await every_client.get("/api/users/1/recommendations?n=3&k=2&algorithm=original")
     body = await response.get_json()
     assert response.status_code == 200 and body["algorithm"] == "original"
@@ -154,7 +164,7 @@ async def test_the_api_takes_an_algorithm(every_client) -> None:  # type: ignore
 
 
 @pytest.mark.parametrize("value", ["bogus", "ORIGINAL;drop", "é"])
-async def test_an_unknown_algorithm_is_a_400(every_client, value: str) -> None:  # type: ignore[no-untyped-def]
+async def test_an_unknown_algorithm_is_a_400(every_client: Client, value: str) -> None:
     response = await every_client.get(
         "/api/users/1/recommendations", query_string={"algorithm": value}
     )
@@ -162,34 +172,51 @@ async def test_an_unknown_algorithm_is_a_400(every_client, value: str) -> None: 
     assert response.status_code == 400 and body["error"]["field"] == "algorithm"
     assert "original" in body["error"]["message"]
     page = await every_client.get("/", query_string={"user_id": "1", "algorithm": value})
-    assert page.status_code == 400 and "Unknown algorithm" in await page.get_data(as_text=True)
+    alert = (await parsed(page)).css_first("#results [role=alert]")
+    assert page.status_code == 400 and alert is not None and "Unknown algorithm" in alert.text()
 
 
-async def test_a_disabled_algorithm_is_a_503_with_the_reason(client) -> None:  # type: ignore[no-untyped-def]
+async def test_a_disabled_algorithm_is_a_503_with_the_reason(client: Client) -> None:
     response = await client.get("/api/users/1/recommendations?algorithm=ease")
     body = await response.get_json()
     assert response.status_code == 503 and "ALGORITHMS" in body["error"]["message"]
     page = await client.get("/?user_id=1&algorithm=ease", headers={"HX-Request": "true"})
-    assert page.status_code == 503 and "not available" in await page.get_data(as_text=True)
+    alert = (await parsed(page)).css_first("[role=alert]")
+    assert page.status_code == 503 and alert is not None and "not available" in alert.text()
 
 
-async def test_the_form_offers_every_algorithm_and_keeps_the_choice(every_client) -> None:  # type: ignore[no-untyped-def]
-    html = await (await every_client.get("/?user_id=1&algorithm=popularity")).get_data(as_text=True)
+async def test_the_form_offers_every_algorithm_and_keeps_the_choice(
+    every_client: Client,
+) -> None:
+    page = await parsed(await every_client.get("/?user_id=1&algorithm=popularity"))
     for name in ALGORITHMS:
-        assert f'<option value="{name}"' in html
-    assert '<option value="popularity" selected>' in html
-    assert "Rated by" in html and "% of users" in html  # the popularity reason
+        assert page.css_first(f"select#algorithm option[value={name}]") is not None
+    assert page.css_first("select#algorithm option[value=popularity][selected]") is not None
+    reasons = [li.text(deep=True) for li in page.css("li.movie ul.reasons > li")]
+    assert any("Rated by" in r and "% of users" in r for r in reasons)  # the popularity reason
 
 
-async def test_the_about_page_shows_the_published_evaluation(every_client) -> None:  # type: ignore[no-untyped-def]
-    html = await (await every_client.get("/about")).get_data(as_text=True)
-    assert "Latest offline evaluation" in html and "ml-latest-small" in html
-    assert "by the developers" in html and 'class="is-default"' in html
+def evaluation_summary(page: LexborHTMLParser) -> str:
+    """The About page's line naming the dataset evaluated and who ran it."""
+    summary = page.css_first("section[aria-labelledby=eval-title] > p")
+    assert summary is not None
+    return summary.text()
+
+
+async def test_the_about_page_shows_the_published_evaluation(
+    every_client: Client,
+) -> None:
+    page = await parsed(await every_client.get("/about"))
+    heading = page.css_first("h2#eval-title")
+    assert heading is not None and heading.text() == "Latest offline evaluation"
+    summary = evaluation_summary(page)
+    assert "ml-latest-small" in summary and "by the developers" in summary
+    assert page.css_first("tr.is-default") is not None
 
 
 async def test_the_about_page_prefers_this_servers_evaluation(
-    every_client, every: Settings
-) -> None:  # type: ignore[no-untyped-def]
+    every_client: Client, every: Settings
+) -> None:
     from app.evaluation.report import PUBLISHED
 
     report = json.loads(PUBLISHED.read_text())
@@ -197,11 +224,11 @@ async def test_the_about_page_prefers_this_servers_evaluation(
     folder = every.data_dir / "evaluation"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "latest.json").write_text(json.dumps(report))
-    html = await (await every_client.get("/about")).get_data(as_text=True)
-    assert "my-own-release" in html and "by the developers" not in html
+    summary = evaluation_summary(await parsed(await every_client.get("/about")))
+    assert "my-own-release" in summary and "by the developers" not in summary
     (folder / "latest.json").write_text("{not json")
-    html = await (await every_client.get("/about")).get_data(as_text=True)
-    assert "ml-latest-small" in html
+    summary = evaluation_summary(await parsed(await every_client.get("/about")))
+    assert "ml-latest-small" in summary
 
 
 async def test_a_repeated_fragment_is_served_from_the_cache_until_the_model_changes(
@@ -210,19 +237,31 @@ async def test_a_repeated_fragment_is_served_from_the_cache_until_the_model_chan
     app = create_app(every)
     async with app.test_app() as test_app:
         await wait_until_settled(app)
-        engine = app.extensions["engine"]
-        await engine._fits
+        service: Service = app.extensions["service"]
+        await service.fits_done()
         client = test_app.test_client()
         headers = {"HX-Request": "true"}
         path = "/?user_id=1&n=3&k=2&algorithm=original"
         first = await (await client.get(path, headers=headers)).get_data()
-        assert len(app.extensions["fragments"]) == 1
-        engine._model.algorithms["original"].rank = None  # a second render would fail
-        assert await (await client.get(path, headers=headers)).get_data() == first
-        await engine.build()  # a new model: new generation, nothing fitted but the original
-        default = await (await client.get("/?user_id=1&n=3&k=2", headers=headers)).get_data()
-        assert b"still being prepared" in default
-        assert len(app.extensions["fragments"]) == 2
+        kept = service.cache_info()
+        assert kept.entries > 0
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise AssertionError("ranked again instead of served from the cache")
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(OriginalUserKNN, "rank", broken)  # a second render would fail
+            assert await (await client.get(path, headers=headers)).get_data() == first
+        again = service.cache_info()
+        assert again.hits > kept.hits and again.misses == kept.misses
+        assert again.entries == kept.entries
+
+        await service.engine.build()  # a new model: new generation, nothing fitted but the original
+        default = await client.get("/?user_id=1&n=3&k=2", headers=headers)
+        note = (await parsed(default)).css_first("section[aria-labelledby=recs-title] p.note")
+        assert note is not None and "still being prepared" in note.text()
+        fresh = service.cache_info()
+        assert fresh.entries > again.entries and fresh.misses > again.misses
         # An error is rendered each time and never cached.
         await client.get("/?user_id=999&n=3", headers=headers)
-        assert len(app.extensions["fragments"]) == 2
+        assert service.cache_info().entries == fresh.entries

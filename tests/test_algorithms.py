@@ -16,6 +16,7 @@ from app.recommender import (
     ItemKNN,
     NotFitted,
     Popularity,
+    Profile,
     RatingMatrix,
     Reason,
     RP3Beta,
@@ -23,7 +24,7 @@ from app.recommender import (
     WeightedUserKNN,
     create,
 )
-from tests.test_recommender import TINY, frame
+from tests.tiny import TINY, frame
 
 # Rows of the tiny matrix (movies 10, 20, 30, 40, 50):
 #   user 1: 5 3 0 0 0      user 3: 5 0 0 2 4
@@ -45,7 +46,7 @@ def movie_ids(matrix: RatingMatrix, columns: np.ndarray) -> list[int]:
     return [int(m) for m in matrix.item_ids[columns]]
 
 
-def user_one(matrix: RatingMatrix):  # type: ignore[no-untyped-def]
+def user_one(matrix: RatingMatrix) -> Profile:
     return matrix.profile(matrix.row(1))
 
 
@@ -61,8 +62,11 @@ def test_registry_names_every_algorithm_and_a_default() -> None:
     assert DEFAULT_ALGORITHM in ALGORITHMS and FALLBACK_ALGORITHM in ALGORITHMS
     for name, factory in ALGORITHMS.items():
         algorithm = factory()
-        assert algorithm.name == name and algorithm.label and algorithm.supports_adhoc
-    assert create("itemknn", neighbours=7).neighbours == 7  # type: ignore[attr-defined]
+        assert algorithm.name == name and algorithm.label
+        for text in (algorithm.description, algorithm.method, algorithm.reason_measure):
+            assert isinstance(text, str) and text.strip()
+    itemknn = create("itemknn", neighbours=7)
+    assert isinstance(itemknn, ItemKNN) and itemknn.neighbours == 7
     with pytest.raises(KeyError, match="known: original"):
         create("nope")
 
@@ -103,7 +107,8 @@ def test_weighted_user_knn_sums_similarity_times_rating(matrix: RatingMatrix) ->
     assert movie_ids(matrix, three.items) == [30, 50]
     assert three.scores == pytest.approx([S12 * 5 + S14 * 1, S13 * 4 + S14 * 5])
     reasons = model.explain(user_one(matrix), ranking)
-    assert reasons[0] == [Reason("user", 2, pytest.approx(S12), 5.0)]  # type: ignore[arg-type]
+    assert [(r.kind, r.id, r.rating) for r in reasons[0]] == [("user", 2, 5.0)]
+    assert [r.similarity for r in reasons[0]] == pytest.approx([S12])
 
 
 def test_weighted_user_knn_centred_subtracts_each_neighbours_mean(
@@ -145,10 +150,11 @@ def test_item_knn_scores_are_rating_weighted_cosines(matrix: RatingMatrix) -> No
     )
     reasons = model.explain(user_one(matrix), ranking, limit=3)
     # Contributions to 30: from 10, 5 x 0.483 = 2.41; from 20, 3 x 0.720 = 2.16.
-    assert reasons[0] == [
-        Reason("movie", 10, pytest.approx(COS_10_30), 5.0),  # type: ignore[arg-type]
-        Reason("movie", 20, pytest.approx(COS_20_30), 3.0),  # type: ignore[arg-type]
+    assert [(r.kind, r.id, r.rating) for r in reasons[0]] == [
+        ("movie", 10, 5.0),
+        ("movie", 20, 3.0),
     ]
+    assert [r.similarity for r in reasons[0]] == pytest.approx([COS_10_30, COS_20_30])
 
 
 def test_item_knn_keeps_only_each_films_nearest_neighbours(matrix: RatingMatrix) -> None:
@@ -193,7 +199,9 @@ def test_ease_two_films_by_hand() -> None:
     only_b = two.adhoc_profile(np.array([2]), np.array([2.0]))
     ranking = model.rank(only_b, 5)
     assert movie_ids(two, ranking.items) == [1]
-    assert model.explain(only_b, ranking) == [[Reason("movie", 2, pytest.approx(0.5), 2.0)]]  # type: ignore[arg-type]
+    reasons = model.explain(only_b, ranking)
+    assert [[(r.kind, r.id, r.rating) for r in film] for film in reasons] == [[("movie", 2, 2.0)]]
+    assert reasons[0][0].similarity == pytest.approx(0.5)
 
 
 def test_ease_matches_its_closed_form_on_the_tiny_matrix(matrix: RatingMatrix) -> None:

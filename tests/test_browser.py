@@ -12,10 +12,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import IN_CI, require_real_zip
+
+if TYPE_CHECKING:  # only for the annotations: Playwright is imported when the browser starts
+    from playwright.sync_api import Browser, ViewportSize
 
 pytestmark = pytest.mark.browser
 
@@ -31,7 +35,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORTS = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1440, "height": 900}}
+VIEWPORTS: dict[str, ViewportSize] = {
+    "phone": {"width": 375, "height": 812},
+    "desktop": {"width": 1440, "height": 900},
+}
 
 
 def _free_port() -> int:
@@ -81,7 +88,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
+def browser() -> Iterator[Browser]:
     """Debian's Chromium driven by Playwright (never a downloaded browser)."""
     if not CHROMIUM.exists() or shutil.which("chromium") is None:
         if IN_CI:
@@ -97,7 +104,7 @@ def browser():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("device", list(VIEWPORTS))
-def test_recommendations_appear_in_place(browser, live_server: str, device: str) -> None:  # type: ignore[no-untyped-def]
+def test_recommendations_appear_in_place(browser: Browser, live_server: str, device: str) -> None:
     context = browser.new_context(viewport=VIEWPORTS[device], device_scale_factor=1)
     page = context.new_page()
     problems: list[str] = []
@@ -187,8 +194,8 @@ FILMS_TO_RATE = [
 
 @pytest.mark.parametrize("device", list(VIEWPORTS))
 def test_a_visitor_rates_three_films_and_the_list_follows(
-    browser, live_server: str, device: str
-) -> None:  # type: ignore[no-untyped-def]
+    browser: Browser, live_server: str, device: str
+) -> None:
     context = browser.new_context(viewport=VIEWPORTS[device], device_scale_factor=1)
     page = context.new_page()
     problems: list[str] = []

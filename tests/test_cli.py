@@ -20,7 +20,12 @@ from app.config import Settings
 
 def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Settings] = []
-    monkeypatch.setattr(cli, "serve", lambda settings: seen.append(settings) or 0)
+
+    def serve(settings: Settings) -> int:
+        seen.append(settings)
+        return 0
+
+    monkeypatch.setattr(cli, "serve", serve)
     monkeypatch.setenv("PORT", "9100")
     monkeypatch.setenv("WORKERS", "3")
     assert cli.main(["--host", "0.0.0.0", "--port", "8123"]) == 0
@@ -51,6 +56,21 @@ def test_bad_environment_names_the_variable(
     with pytest.raises(SystemExit):
         cli.main([])
     assert "DOWNLOAD_RETRIES='-1'" in capsys.readouterr().err
+
+
+def test_an_unknown_algorithm_is_a_usage_error(tmp_path: Path) -> None:
+    environ = {**os.environ, "ALGORITHMS": "nope", "DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        env=environ,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "ALGORITHMS must list known algorithms" in done.stderr
+    assert "unknown: nope" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("workers", [1, 2])

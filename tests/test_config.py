@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from app.config import RELEASES, SETTINGS, ConfigError, Settings, release_url
+from app.engine import check_algorithms
+from app.recommender import ALGORITHMS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -85,3 +89,26 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = README.read_text(encoding="utf-8")
     missing = [s.env for s in SETTINGS if f"`{s.env}`" not in readme]
     assert not missing, f"README.md's configuration table lacks {missing}"
+
+
+def test_algorithm_names_are_checked_by_the_engine_not_the_config() -> None:
+    assert Settings.from_env({"ALGORITHMS": "Nope, ease"}).algorithms == ("nope", "ease")
+    with pytest.raises(ConfigError, match=r"ALGORITHMS must list known algorithms") as info:
+        check_algorithms(Settings(algorithms=("nope",)))
+    assert "unknown: nope" in str(info.value)
+    assert all(name in str(info.value) for name in ALGORITHMS)
+    check_algorithms(Settings(algorithms=("original", "ease")))
+    check_algorithms(Settings())
+
+
+def test_importing_the_config_loads_neither_pandas_nor_quart() -> None:
+    code = "import app.config, sys; print('pandas' in sys.modules, 'quart' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=README.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "False False"

@@ -8,12 +8,19 @@ import pytest
 
 from app import create_app
 from app.config import Settings
-from tests.conftest import DatasetServer, require_real_zip, wait_until_settled
+from tests.conftest import (
+    DatasetServer,
+    one,
+    parse,
+    require_real_zip,
+    text_of,
+    wait_until_settled,
+)
 
 pytestmark = pytest.mark.real_data
 
 
-async def test_real_dataset_over_loopback(  # type: ignore[no-untyped-def]
+async def test_real_dataset_over_loopback(
     settings: Settings, dataset_server: DatasetServer
 ) -> None:
     url = dataset_server.serve_bytes("/ml-latest-small.zip", require_real_zip().read_bytes())
@@ -41,15 +48,16 @@ async def test_real_dataset_over_loopback(  # type: ignore[no-untyped-def]
         assert [n["user_id"] for n in body["neighbours"]] == [266, 313, 368, 57, 91]
 
         page = await client.get("/?user_id=42&n=5&k=5")
-        html = await page.get_data(as_text=True)
-        assert page.status_code == 200 and html.count('class="movie"') == 5
+        assert page.status_code == 200
+        assert len(parse(await page.get_data(as_text=True)).css("ol.movies li.movie")) == 5
         missing = await client.get("/?user_id=611", headers={"HX-Request": "true"})
         assert missing.status_code == 404
-        assert "Valid user IDs are 1 to 610." in await missing.get_data(as_text=True)
+        alert = one(parse(await missing.get_data(as_text=True)), "[role=alert]")
+        assert text_of(alert) == "User 611 is not in the dataset. Valid user IDs are 1 to 610."
 
     assert dataset_server.hits["/ml-latest-small.zip"] == 1
     again = create_app(settings.replace(source=url))
     async with again.test_app():
         await wait_until_settled(again, timeout=60)
-        assert again.extensions["engine"].ready
+        assert again.extensions["service"].ready
     assert dataset_server.hits["/ml-latest-small.zip"] == 1, "the second start must use the cache"

@@ -3,6 +3,7 @@ default algorithm beats the original by the margins the issue asks for."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 from pathlib import Path
@@ -25,7 +26,7 @@ def test_evaluate_on_the_tiny_zip_writes_json_and_markdown(
 ) -> None:
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("MOVIELENS_SOURCE", str(tmp_path / "not-this.zip"))
-    argv = ["evaluate", "--source", str(tiny_zip), "--k", "2", "--original-k", "1,3"]
+    argv = ["evaluate", "--source", str(tiny_zip), "--n", "2", "--original-k", "1,3"]
     assert cli.main(argv) == 0
     report = json.loads((tmp_path / "data" / "evaluation" / "latest.json").read_text())
     assert report["k"] == 2 and report["seed"] == 42 and report["ran_at"]
@@ -68,7 +69,7 @@ def test_evaluate_options_out_and_split(tiny_zip: Path, tmp_path: Path) -> None:
     settings = Settings(source=str(tiny_zip), data_dir=tmp_path / "data")
     evaluation = run(
         settings,
-        Options(split="temporal", k=3, algorithms=("popularity",), out=tmp_path / "reports"),
+        Options(split="temporal", n=3, algorithms=("popularity",), out=tmp_path / "reports"),
         stream=io.StringIO(),
     )
     assert [s.name for s in evaluation.splits] == ["temporal"]
@@ -76,19 +77,36 @@ def test_evaluate_options_out_and_split(tiny_zip: Path, tmp_path: Path) -> None:
     assert (tmp_path / "reports" / "latest.md").is_file()
 
 
-def test_parser_defaults_match_the_evaluation_options() -> None:
-    parser = cli._parser()
-    options = parser.parse_args(["evaluate"])
+def parsed(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> argparse.Namespace:
+    """The options `movierec` hands to its evaluate command for this command line."""
+    seen: list[argparse.Namespace] = []
+
+    def evaluate(settings: Settings, options: argparse.Namespace, parser: object) -> int:
+        seen.append(options)
+        return 0
+
+    monkeypatch.setattr(cli, "evaluate", evaluate)
+    assert cli.main(argv) == 0
+    return seen[0]
+
+
+def test_parser_defaults_match_the_evaluation_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    options = parsed(monkeypatch, ["evaluate"])
     defaults = Options()
-    assert (options.split, options.k, options.seed) == (defaults.split, defaults.k, defaults.seed)
+    assert (options.split, options.n, options.seed) == (defaults.split, defaults.n, defaults.seed)
     assert tuple(int(k) for k in options.original_k.split(",")) == defaults.original_ks
+
+
+def test_k_is_still_accepted_as_the_old_name_of_n(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parsed(monkeypatch, ["evaluate", "--k", "7"]).n == 7
+    assert parsed(monkeypatch, ["evaluate", "--n", "7"]).n == 7
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["evaluate", "--algorithms", "original,nope"], "unknown algorithm(s) nope"),
-        (["evaluate", "--k", "0"], "at least 1"),
+        (["evaluate", "--n", "0"], "at least 1"),
         (["evaluate", "--split", "sideways"], "invalid choice"),
     ],
 )

@@ -16,7 +16,8 @@ from app import config
 from app.config import Settings
 from app.data.fetch import FetchError, fetch_dataset
 from app.data.movielens import DatasetError, load
-from tests.conftest import LAYOUT_FILES, TINY_MOVIES, TINY_RATINGS, DatasetServer, make_zip
+from tests.conftest import LAYOUT_FILES, DatasetServer, make_zip
+from tests.tiny import TINY_MOVIES, TINY_RATINGS
 
 
 def leftovers(settings: Settings) -> list[str]:

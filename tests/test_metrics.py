@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -15,13 +16,11 @@ L6 = 1 / math.log2(6)  # discount at position 5
 
 def test_hits_at_positions_two_and_five() -> None:
     scores = score_user(np.array([1, 2, 3, 4, 5]), np.array([2, 5, 9]), k=5)
-    assert scores == UserScores(
-        precision=pytest.approx(2 / 5),  # type: ignore[arg-type]
-        recall=pytest.approx(2 / 3),  # type: ignore[arg-type]
-        ndcg=pytest.approx((L3 + L6) / (1 + L3 + 0.5)),  # type: ignore[arg-type]
-        average_precision=pytest.approx((1 / 2 + 2 / 5) / 3),  # type: ignore[arg-type]
-        hit=1.0,
+    # Every field, in UserScores' order: precision, recall, nDCG, average precision, hit.
+    assert dataclasses.astuple(scores) == pytest.approx(
+        (2 / 5, 2 / 3, (L3 + L6) / (1 + L3 + 0.5), (1 / 2 + 2 / 5) / 3, 1.0)
     )
+    assert scores.hit == 1.0
 
 
 def test_the_cut_off_limits_the_list_and_the_ideal() -> None:

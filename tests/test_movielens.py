@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from app.data.movielens import DatasetError, find_release, find_release_dir, load
-from tests.conftest import LAYOUT_FILES, TINY_MOVIES, TINY_RATINGS
+from tests.conftest import LAYOUT_FILES
+from tests.tiny import TINY_MOVIES, TINY_RATINGS
 
 
 def release(tmp_path: Path, ratings: str = TINY_RATINGS, movies: str = TINY_MOVIES) -> Path:

@@ -1,4 +1,4 @@
-"""The Engine: build states, the answer it assembles, start/stop semantics."""
+"""The Engine and the Service: build states, the answer assembled, start/stop, the answer cache."""
 
 from __future__ import annotations
 
@@ -9,25 +9,31 @@ import pytest
 from aiohttp import web
 
 from app.config import Settings
-from app.service import Engine, NotReady, State
+from app.engine import Engine, NotReady, Service, State
 from tests.conftest import DatasetServer
 
 
+async def built(settings: Settings) -> Service:
+    """A Service whose model is built in the foreground."""
+    service = Service(settings)
+    await service.engine.build()
+    return service
+
+
 async def test_build_makes_the_engine_ready(settings: Settings, tiny_zip: Path) -> None:
-    engine = Engine(settings.replace(source=str(tiny_zip)))
+    service = Service(settings.replace(source=str(tiny_zip)))
     with pytest.raises(NotReady):
-        engine.recommend(1)
-    await engine.build()
-    status = engine.status
-    assert engine.ready and status.state is State.READY
+        await service.recommend(1)
+    await service.engine.build()
+    status = service.status
+    assert service.ready and status.state is State.READY
     assert (status.users, status.movies, status.ratings) == (4, 5, 11)
     assert status.user_id_range == (1, 4) and status.seconds_to_ready is not None
 
 
 async def test_answer_joins_titles_and_averages(settings: Settings, tiny_zip: Path) -> None:
-    engine = Engine(settings.replace(source=str(tiny_zip)))
-    await engine.build()
-    answer = engine.recommend(1, n=3, k=2)
+    service = await built(settings.replace(source=str(tiny_zip)))
+    answer = (await service.recommend(1, n=3, k=2)).value
     heat = answer.movies[0]
     assert (heat.movie_id, heat.title, heat.year, heat.genres) == (
         30,
@@ -39,17 +45,17 @@ async def test_answer_joins_titles_and_averages(settings: Settings, tiny_zip: Pa
     assert [m.movie_id for m in answer.movies] == [30, 50, 40]
     assert answer.movies[1].year is None  # "Babylon 5" has no year
     assert [n.user_id for n in answer.neighbours] == [2, 3]
-    assert [n.user_id for n in engine.similar_users(4, k=1)] == [3]  # 20/sqrt(27*45)
+    assert [n.user_id for n in await service.similar_users(4, k=1)] == [3]  # 20/sqrt(27*45)
 
 
 async def test_failure_is_recorded_not_raised(settings: Settings) -> None:
-    engine = Engine(settings)  # the source does not exist
-    await engine.build()
-    status = engine.status
-    assert status.state is State.FAILED and not engine.ready
+    service = await built(settings)  # the source does not exist
+    status = service.status
+    assert status.state is State.FAILED and not service.ready
+    assert status.error is not None and status.hint is not None
     assert "neither an http(s) URL" in status.error and "MOVIELENS_SOURCE" in status.hint
     with pytest.raises(NotReady, match="neither"):
-        engine.recommend(1)
+        await service.recommend(1)
 
 
 async def test_start_runs_one_build_and_stop_cancels_it(
@@ -83,9 +89,8 @@ async def test_a_rated_movie_missing_from_movies_csv_keeps_its_id(
     path.write_bytes(
         make_zip({"ratings.csv": TINY_RATINGS + "2,70,4.5,964982931\n", "movies.csv": TINY_MOVIES})
     )
-    engine = Engine(settings.replace(source=str(path)))
-    await engine.build()
-    movies = {m.movie_id: m for m in engine.recommend(1, n=10, k=3).movies}
+    service = await built(settings.replace(source=str(path)))
+    movies = {m.movie_id: m for m in (await service.recommend(1, n=10, k=3)).value.movies}
     assert sorted(movies) == [30, 40, 50, 70]  # every film user 1 has not rated
     extra = movies[70]
     assert (extra.title, extra.year, extra.genres, extra.ratings_count) == ("Movie 70", None, (), 1)
@@ -100,18 +105,16 @@ async def test_the_first_build_writes_a_snapshot_the_next_one_maps(
     settings: Settings, tiny_zip: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = settings.replace(source=str(tiny_zip))
-    first = Engine(settings)
-    await first.build()
+    first = await built(settings)
     assert [p.name for p in snapshots(settings)] == ["ml-tiny.snapshot"]
     assert not [p for p in (settings.data_dir / "snapshots").iterdir() if ".part" in p.name]
-    caplog.set_level("INFO", logger="app.service")
-    second = Engine(settings)
-    await second.build()
+    caplog.set_level("INFO", logger="app.engine")
+    second = await built(settings)
     assert "from the snapshot" in caplog.text and "CSV" not in caplog.text.split("Model ready")[-1]
-    assert second.recommend(1, n=3, k=2) == first.recommend(1, n=3, k=2)
+    assert (await second.recommend(1, n=3, k=2)).value == (await first.recommend(1, n=3, k=2)).value
     assert second.status.ratings == 11 and second.status.users == 4
     # Served from the mapping: read-only arrays, not a private copy.
-    assert not second._require_model().knn.matrix.by_item.data.flags.writeable
+    assert not second.engine.model.matrix.by_item.data.flags.writeable
 
 
 async def test_a_damaged_snapshot_is_rebuilt(
@@ -123,15 +126,11 @@ async def test_a_damaged_snapshot_is_rebuilt(
     data = bytearray(path.read_bytes())
     data[-3] ^= 0xFF  # a flipped bit in the last array
     path.write_bytes(bytes(data))
-    caplog.set_level("INFO", logger="app.service")
-    engine = Engine(settings)
-    await engine.build()
+    caplog.set_level("INFO", logger="app.engine")
+    service = await built(settings)
     assert "fails its checksum" in caplog.text
-    assert engine.ready and [m.movie_id for m in engine.recommend(1, n=3, k=2).movies] == [
-        30,
-        50,
-        40,
-    ]
+    answer = (await service.recommend(1, n=3, k=2)).value
+    assert service.ready and [m.movie_id for m in answer.movies] == [30, 50, 40]
     assert path.read_bytes() != bytes(data)
 
 
@@ -147,7 +146,7 @@ async def test_a_changed_release_makes_the_snapshot_stale(
     settings = settings.replace(source=str(folder))
     await Engine(settings).build()
     (folder / "ratings.csv").write_text(TINY_RATINGS + "5,60,4.0,964982931\n")
-    caplog.set_level("INFO", logger="app.service")
+    caplog.set_level("INFO", logger="app.engine")
     engine = Engine(settings)
     await engine.build()
     assert "stale" in caplog.text
@@ -169,20 +168,27 @@ async def test_an_unwritable_snapshot_folder_still_serves(
 async def test_answers_are_cached_until_the_model_changes(
     settings: Settings, tiny_zip: Path
 ) -> None:
-    engine = Engine(settings.replace(source=str(tiny_zip), result_cache=2))
-    await engine.build()
-    assert engine.cached(1, 3, 2) is None
-    first = engine.recommend(1, n=3, k=2)
-    assert engine.cached(1, 3, 2) is first and engine.recommend(1, n=3, k=2) is first
-    engine.recommend(2, n=3, k=2)
-    engine.recommend(3, n=3, k=2)  # the cache holds two answers: user 1's goes
-    assert engine.cached(1, 3, 2) is None and engine.cached(3, 3, 2) is not None
-    await engine.build()  # a new model starts with an empty cache
-    assert engine.cached(3, 3, 2) is None
+    service = await built(settings.replace(source=str(tiny_zip), result_cache=2))
+    assert service.cache_info().entries == 0
+    first = (await service.recommend(1, n=3, k=2)).value
+    again = (await service.recommend(1, n=3, k=2)).value
+    assert again is first
+    assert (service.cache_info().hits, service.cache_info().misses) == (1, 1)
+    await service.recommend(2, n=3, k=2)
+    await service.recommend(3, n=3, k=2)  # the cache holds two answers: user 1's goes
+    assert service.cache_info().entries == 2
+    third = (await service.recommend(3, n=3, k=2)).value
+    assert service.cache_info().hits == 2  # user 3's is still there
+    assert (await service.recommend(1, n=3, k=2)).value is not first
+    assert service.cache_info().misses == 4  # user 1's had gone
+    await service.engine.build()  # a new model: nothing from the old one is served
+    assert (await service.recommend(3, n=3, k=2)).value is not third
+    assert (service.cache_info().hits, service.cache_info().misses) == (2, 5)
 
 
 async def test_a_zero_sized_cache_keeps_nothing(settings: Settings, tiny_zip: Path) -> None:
-    engine = Engine(settings.replace(source=str(tiny_zip), result_cache=0))
-    await engine.build()
-    engine.recommend(1, n=3, k=2)
-    assert engine.cached(1, 3, 2) is None
+    service = await built(settings.replace(source=str(tiny_zip), result_cache=0))
+    first = (await service.recommend(1, n=3, k=2)).value
+    assert (await service.recommend(1, n=3, k=2)).value is not first
+    info = service.cache_info()
+    assert (info.entries, info.capacity, info.hits) == (0, 0, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from app.data import snapshot
 from app.data.snapshot import SnapshotError
 
-ARRAYS = {
+ARRAYS: dict[str, np.ndarray] = {
     "ids": np.array([3, 1, 4, 1, 5], dtype=np.int64),
     "values": np.linspace(0.5, 5.0, 10, dtype=np.float32),
     "empty": np.zeros(0, dtype=np.int32),
@@ -57,7 +58,7 @@ def test_a_missing_file_is_refused(tmp_path: Path) -> None:
         (lambda b: b"", "cannot map"),
     ],
 )
-def test_damage_is_detected(path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_damage_is_detected(path: Path, damage: Callable[[bytes], bytes], message: str) -> None:
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(SnapshotError, match=message):
         snapshot.read(path, {"version": 1})

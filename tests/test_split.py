@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from app.evaluation.split import (
+    Split,
     holdout_counts,
     random_holdout,
     temporal_holdout,
@@ -38,7 +41,9 @@ def test_holdout_counts_round_half_up_and_keep_one_for_training() -> None:
 
 
 @pytest.mark.parametrize("make", [random_holdout, temporal_holdout])
-def test_twenty_percent_per_user_disjoint_and_complete(make, ratings: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
+def test_twenty_percent_per_user_disjoint_and_complete(
+    make: Callable[[pd.DataFrame], Split], ratings: pd.DataFrame
+) -> None:
     split = make(ratings)
     held = split.test.groupby("user_id").size().to_dict()
     assert held == {1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 6: 1}

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from quart import Response
+from quart.typing import TestClientProtocol as Client
+from selectolax.lexbor import LexborHTMLParser
 from sklearn.metrics.pairwise import cosine_similarity
 
 from app.config import ALL_ALGORITHMS, Settings
-from app.profiles import MAX_RATINGS, Filters, InvalidRatings
+from app.engine import MAX_RATINGS, Filters, InvalidRatings, Service
 from app.recommender import ALGORITHMS
-from app.service import Engine
 from tests.conftest import TINY_RATINGS
 
 
@@ -38,12 +41,12 @@ def dense_new_row(ratings: pd.DataFrame, given: dict[int, float], n: int, k: int
 
 
 @pytest.fixture
-async def engine(settings: Settings, tiny_zip: Path) -> Engine:
-    engine = Engine(settings.replace(source=str(tiny_zip), algorithms=ALL_ALGORITHMS))
-    await engine.build()
-    assert engine._fits is not None
-    await engine._fits
-    return engine
+async def service(settings: Settings, tiny_zip: Path) -> Service:
+    """The tiny release with every algorithm fitted."""
+    service = Service(settings.replace(source=str(tiny_zip), algorithms=ALL_ALGORITHMS))
+    await service.engine.build()
+    await service.fits_done()
+    return service
 
 
 @pytest.mark.parametrize(
@@ -51,36 +54,42 @@ async def engine(settings: Settings, tiny_zip: Path) -> Engine:
     [{10: 5.0, 20: 3.0}, {30: 4.5}, {50: 1.0, 40: 5.0, 10: 0.5}, {20: 2.0, 30: 2.0, 50: 2.0}],
 )
 async def test_the_original_gives_what_the_dense_design_gives_a_new_row(
-    engine: Engine, given: dict[int, float]
+    service: Service, given: dict[int, float]
 ) -> None:
     for k in (1, 2, 4):
-        answer, _ = engine.recommend_for_ratings(
+        answer, _ = await service.recommend_for_ratings(
             list(given.items()), n=5, k=k, algorithm="original"
         )
         expected = dense_new_row(tiny_frame(), given, 5, k)
         assert [m.movie_id for m in answer.movies] == expected
 
 
-async def test_an_adhoc_profile_is_compared_with_everyone(engine: Engine) -> None:
+async def test_an_adhoc_profile_is_compared_with_everyone(service: Service) -> None:
     # The same ratings as user 1: user 1 is now the nearest neighbour, at similarity 1.
-    answer, ratings = engine.recommend_for_ratings([(20, 3.0), (10, 5.0)], n=3, k=2)
+    answer, ratings = await service.recommend_for_ratings([(20, 3.0), (10, 5.0)], n=3, k=2)
     assert ratings.pairs() == [(10, 5.0), (20, 3.0)]
-    original, _ = engine.recommend_for_ratings(ratings.pairs(), n=3, k=2, algorithm="original")
+    original, _ = await service.recommend_for_ratings(
+        ratings.pairs(), n=3, k=2, algorithm="original"
+    )
     first = original.neighbours[0]
     assert (first.user_id, first.similarity) == (1, pytest.approx(1.0))
     assert answer.user_id is None
 
 
 @pytest.mark.parametrize("name", list(ALGORITHMS))
-async def test_every_algorithm_takes_adhoc_ratings(engine: Engine, name: str) -> None:
-    answer, _ = engine.recommend_for_ratings([(10, 5.0), (30, 4.0)], n=3, k=2, algorithm=name)
+async def test_every_algorithm_takes_adhoc_ratings(service: Service, name: str) -> None:
+    answer, _ = await service.recommend_for_ratings(
+        [(10, 5.0), (30, 4.0)], n=3, k=2, algorithm=name
+    )
     assert answer.algorithm == name
     assert not {10, 30} & {m.movie_id for m in answer.movies}
 
 
-async def test_a_film_nobody_rated_is_accepted_but_changes_nothing(engine: Engine) -> None:
-    with_unrated, _ = engine.recommend_for_ratings([(10, 5.0), (60, 4.0)], algorithm="original")
-    without, _ = engine.recommend_for_ratings([(10, 5.0)], algorithm="original")
+async def test_a_film_nobody_rated_is_accepted_but_changes_nothing(service: Service) -> None:
+    with_unrated, _ = await service.recommend_for_ratings(
+        [(10, 5.0), (60, 4.0)], algorithm="original"
+    )
+    without, _ = await service.recommend_for_ratings([(10, 5.0)], algorithm="original")
     assert [m.movie_id for m in with_unrated.movies] == [m.movie_id for m in without.movies]
 
 
@@ -101,50 +110,56 @@ async def test_a_film_nobody_rated_is_accepted_but_changes_nothing(engine: Engin
     ],
 )
 async def test_bad_ratings_are_refused_with_the_reason(
-    engine: Engine, pairs: list[tuple[object, object]], message: str
+    service: Service, pairs: list[tuple[Any, Any]], message: str
 ) -> None:
+    # Any: the point is what arrives when a caller sends the wrong types.
     with pytest.raises(InvalidRatings, match=message):
-        engine.recommend_for_ratings(pairs)  # type: ignore[arg-type]
+        await service.recommend_for_ratings(pairs)
 
 
-async def test_filters_keep_the_algorithms_order(engine: Engine) -> None:
-    everything, _ = engine.recommend_for_ratings([(10, 5.0)], n=10, k=3, algorithm="original")
+async def test_filters_keep_the_algorithms_order(service: Service) -> None:
+    everything, _ = await service.recommend_for_ratings(
+        [(10, 5.0)], n=10, k=3, algorithm="original"
+    )
     order = [m.movie_id for m in everything.movies]
-    action, _ = engine.recommend_for_ratings(
+    action, _ = await service.recommend_for_ratings(
         [(10, 5.0)], n=10, k=3, algorithm="original", filters=Filters(genre="Action")
     )
     assert [m.movie_id for m in action.movies] == [30]  # Heat is the only Action film
-    recent, _ = engine.recommend_for_ratings(
+    recent, _ = await service.recommend_for_ratings(
         [(10, 5.0)], n=10, k=3, algorithm="original", filters=Filters(year_from=1996)
     )
     assert [m.movie_id for m in recent.movies] == [m for m in order if m == 40]  # 2001
-    old, _ = engine.recommend_for_ratings(
+    old, _ = await service.recommend_for_ratings(
         [(10, 5.0)], n=10, k=3, algorithm="original", filters=Filters(year_to=1995)
     )
     assert [m.movie_id for m in old.movies] == [m for m in order if m in (20, 30)]
 
 
-async def test_search_handles_case_accents_articles_and_years(engine: Engine) -> None:
+async def test_search_handles_case_accents_articles_and_years(service: Service) -> None:
+    model = service.engine.model
+
     def titles(query: str) -> list[str]:
-        return [m.title for m in engine.search_movies(query)]
+        return [m.title for m in model.search_movies(query, 20)]
 
     assert titles("american president") == ["American President, The"]
     assert titles("The American President") == ["American President, The"]
     assert titles("AMÉRICAN") == ["American President, The"]
     assert titles("heat 1995") == ["Heat"] and titles("heat 2001") == []
     assert titles("") == [] and titles("!!!") == []
-    assert [m.movie_id for m in engine.popular_movies(3)] == [10, 20, 30]  # 3, 3, 2 ratings
+    assert [m.movie_id for m in model.popular_movies(3)] == [10, 20, 30]  # 3, 3, 2 ratings
 
 
-async def test_starting_from_a_user_copies_their_ratings(engine: Engine) -> None:
-    assert engine.user_ratings(3) == [(10, 5.0), (50, 4.0), (40, 2.0)]
-    assert engine.user_ratings(3, limit=1) == [(10, 5.0)]
+async def test_starting_from_a_user_copies_their_ratings(service: Service) -> None:
+    model = service.engine.model
+    assert model.user_ratings(3, limit=100) == [(10, 5.0), (50, 4.0), (40, 2.0)]
+    assert model.user_ratings(3, limit=1) == [(10, 5.0)]
 
 
 # The JSON API
 
 
-async def test_the_api_recommends_for_posted_ratings(client) -> None:  # type: ignore[no-untyped-def]
+async def test_the_api_recommends_for_posted_ratings(client: Client) -> None:
     body = {"ratings": [{"movie_id": 10, "rating": 5}, {"movie_id": 20, "rating": 3.0}]}
     response = await client.post("/api/recommendations?n=3&k=2", json=body)
     answer = await response.get_json()
@@ -172,7 +187,9 @@ async def test_the_api_recommends_for_posted_ratings(client) -> None:  # type: i
         ("\xff\xfe", 400, "not valid JSON"),
     ],
 )
-async def test_bad_payloads_get_clear_4xx(client, data: str, status: int, message: str) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_payloads_get_clear_4xx(
+    client: Client, data: str, status: int, message: str
+) -> None:
     response = await client.post(
         "/api/recommendations", data=data, headers={"Content-Type": "application/json"}
     )
@@ -181,7 +198,7 @@ async def test_bad_payloads_get_clear_4xx(client, data: str, status: int, messag
     assert "Traceback" not in json.dumps(body)
 
 
-async def test_ten_thousand_ratings_are_refused(client) -> None:  # type: ignore[no-untyped-def]
+async def test_ten_thousand_ratings_are_refused(client: Client) -> None:
     compact = {"ratings": [{"movie_id": 10, "rating": 4}] * 10_000}
     response = await client.post("/api/recommendations", json=compact)
     body = await response.get_json()
@@ -192,7 +209,7 @@ async def test_ten_thousand_ratings_are_refused(client) -> None:  # type: ignore
     assert response.status_code == 400 and f"At most {MAX_RATINGS}" in body["error"]["message"]
 
 
-async def test_the_api_validates_filters(client) -> None:  # type: ignore[no-untyped-def]
+async def test_the_api_validates_filters(client: Client) -> None:
     body = {"ratings": [{"movie_id": 10, "rating": 5}]}
     bad = await client.post("/api/recommendations?genre=Nope", json=body)
     assert bad.status_code == 400 and (await bad.get_json())["error"]["field"] == "genre"
@@ -205,41 +222,62 @@ async def test_the_api_validates_filters(client) -> None:  # type: ignore[no-unt
 # The page
 
 
-async def test_a_rating_updates_the_list_and_the_address(client) -> None:  # type: ignore[no-untyped-def]
+async def parsed(response: Response) -> LexborHTMLParser:
+    """The response body as an HTML tree."""
+    return LexborHTMLParser(await response.get_data(as_text=True))
+
+
+def text_of(page: LexborHTMLParser, selector: str) -> str:
+    """The text of the one element `selector` finds (which must be there)."""
+    found = page.css_first(selector)
+    assert found is not None, f"nothing matches {selector!r}"
+    return found.text()
+
+
+def film_titles(page: LexborHTMLParser, selector: str) -> list[str]:
+    """The titles (without the year) of the films `selector` finds."""
+    return [title.text(deep=False).strip() for title in page.css(selector)]
+
+
+async def test_a_rating_updates_the_list_and_the_address(client: Client) -> None:
     response = await client.get(
         "/rate?r=10:5&set=20:3&algorithm=original&k=2&n=3", headers={"HX-Request": "true"}
     )
-    html = await response.get_data(as_text=True)
+    page = await parsed(response)
     assert response.status_code == 200
     assert response.headers["HX-Push-Url"] == "/rate?r=10:5,20:3&n=3&k=2&algorithm=original"
-    assert "Top 3 for you" in html and "Heat" in html and "Your ratings (2)" in html
-    assert 'value="10:5,20:3"' in html  # the state the next request carries
+    assert text_of(page, "h2#recs-title") == "Top 3 for you"
+    assert "Heat" in film_titles(page, "li.movie .movie-title")
+    assert text_of(page, "h2#rated-title") == "Your ratings (2)"
+    state = page.css_first("#rate-state input[name=r]")  # the state the next request carries
+    assert state is not None and state.attributes["value"] == "10:5,20:3"
 
 
-async def test_changing_and_removing_a_rating(client) -> None:  # type: ignore[no-untyped-def]
+async def test_changing_and_removing_a_rating(client: Client) -> None:
     changed = await client.get("/rate?r=10:5,20:3&set=10:1.5", headers={"HX-Request": "true"})
     assert changed.headers["HX-Push-Url"] == "/rate?r=10:1.5,20:3"
     removed = await client.get("/rate?r=10:5,20:3&remove=10", headers={"HX-Request": "true"})
     assert removed.headers["HX-Push-Url"] == "/rate?r=20:3"
     emptied = await client.get("/rate?r=20:3&remove=20", headers={"HX-Request": "true"})
     assert emptied.headers["HX-Push-Url"] == "/rate"
-    assert "Rate a few films you know" in await emptied.get_data(as_text=True)
+    assert "Rate a few films you know" in text_of(await parsed(emptied), "section.empty")
 
 
-async def test_a_reload_renders_the_ratings_from_the_address(client) -> None:  # type: ignore[no-untyped-def]
-    page = await client.get("/rate?r=10:5,30:4.5")
-    html = await page.get_data(as_text=True)
-    assert page.status_code == 200 and "<html" in html and "Your ratings (2)" in html
-    assert 'id="mine-30-9" name="set" value="30:4.5" checked' in " ".join(html.split())
+async def test_a_reload_renders_the_ratings_from_the_address(client: Client) -> None:
+    response = await client.get("/rate?r=10:5,30:4.5")
+    page = await parsed(response)
+    assert response.status_code == 200
+    assert page.css_first("html[lang]") is not None  # the whole page, not a fragment
+    assert text_of(page, "h2#rated-title") == "Your ratings (2)"
+    assert page.css_first('input#mine-30-9[name=set][value="30:4.5"][checked]') is not None
 
 
-async def test_starting_from_a_movielens_user(client) -> None:  # type: ignore[no-untyped-def]
+async def test_starting_from_a_movielens_user(client: Client) -> None:
     response = await client.get("/rate?from_user=3", headers={"HX-Request": "true"})
     assert response.headers["HX-Push-Url"] == "/rate?r=10:5,40:2,50:4"
     missing = await client.get("/rate?from_user=99", headers={"HX-Request": "true"})
-    assert missing.status_code == 404 and "Valid user IDs are 1 to 4" in await missing.get_data(
-        as_text=True
-    )
+    assert missing.status_code == 404
+    assert "Valid user IDs are 1 to 4" in text_of(await parsed(missing), "[role=alert]")
 
 
 @pytest.mark.parametrize(
@@ -254,31 +292,34 @@ async def test_starting_from_a_movielens_user(client) -> None:  # type: ignore[n
     ],
 )
 async def test_bad_page_input_is_explained_in_place(
-    client, query: str, status: int, message: str
-) -> None:  # type: ignore[no-untyped-def]
+    client: Client, query: str, status: int, message: str
+) -> None:
     response = await client.get(f"/rate?{query}", headers={"HX-Request": "true"})
     assert response.status_code == status
-    assert message in await response.get_data(as_text=True)
+    assert message in text_of(await parsed(response), "[role=alert]")
     assert response.headers["HX-Push-Url"] == "false"
 
 
-async def test_search_returns_star_controls_with_the_current_ratings(client) -> None:  # type: ignore[no-untyped-def]
-    response = await client.get("/rate/search?q=president&r=20:3.5")
-    html = await response.get_data(as_text=True)
-    assert "American President" in html and "1 film matching" in html
-    assert 'value="20:3.5" checked' in " ".join(html.split())
-    nothing = await (await client.get("/rate/search?q=zzzz")).get_data(as_text=True)
-    assert "No film matches" in nothing
-    starters = await (await client.get("/rate/search?q=")).get_data(as_text=True)
-    assert "Well-known films" in starters and "Toy Story" in starters
+async def test_search_returns_star_controls_with_the_current_ratings(client: Client) -> None:
+    found = await parsed(await client.get("/rate/search?q=president&r=20:3.5"))
+    assert "American President, The" in film_titles(found, "li.film .film-title")
+    assert "1 film matching" in text_of(found, "p[role=status]")
+    assert found.css_first('input[name=set][value="20:3.5"][checked]') is not None
+    nothing = await parsed(await client.get("/rate/search?q=zzzz"))
+    assert "No film matches" in text_of(nothing, "p[role=status]")
+    starters = await parsed(await client.get("/rate/search?q="))
+    assert "Well-known films" in text_of(starters, "p[role=status]")
+    assert "Toy Story" in film_titles(starters, "li.film .film-title")
 
 
-async def test_titles_are_escaped_in_search_results(client) -> None:  # type: ignore[no-untyped-def]
-    html = await (await client.get("/rate/search?q=script")).get_data(as_text=True)
-    assert "<script>alert" not in html and "&lt;script&gt;" in html
+async def test_titles_are_escaped_in_search_results(client: Client) -> None:
+    found = await parsed(await client.get("/rate/search?q=script"))
+    # Escaped, the markup in the title is text: no element is made of it.
+    assert found.css("script") == []
+    assert "<script>alert(1)</script>" in film_titles(found, "li.film .film-title")
 
 
-async def test_export_downloads_the_ratings_as_api_json(client) -> None:  # type: ignore[no-untyped-def]
+async def test_export_downloads_the_ratings_as_api_json(client: Client) -> None:
     response = await client.get("/rate/export?r=30:4.5,10:5")
     assert "attachment" in response.headers["Content-Disposition"]
     assert json.loads(await response.get_data(as_text=True)) == {

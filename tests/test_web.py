@@ -1,32 +1,92 @@
-"""The web layer through Quart's test client: page vs fragment, every error path, every state."""
+"""The web layer through Quart's test client: page vs fragment, every error path, every state.
+
+Pages and fragments are read with an HTML parser: the checks name elements and compare
+their text and attributes, so they hold whatever the markup's whitespace or attribute order.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp import web
+from quart import Response
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from app import create_app
 from app.config import Settings
-from tests.conftest import DatasetServer, wait_until_settled
+from app.recommender import OriginalUserKNN, Profile, Ranking
+from tests.conftest import (
+    TINY_MOVIES,
+    DatasetServer,
+    make_zip,
+    one,
+    parse,
+    text_of,
+    texts,
+    wait_until_settled,
+)
+
+if TYPE_CHECKING:  # pytest would take a Test* class in the module for tests to collect
+    from quart.typing import TestClientProtocol
 
 HX = {"HX-Request": "true"}
+HTMX_SCRIPT = "/static/vendor/htmx.min.js"
 
 
-async def text(response) -> str:  # type: ignore[no-untyped-def]
-    return await response.get_data(as_text=True)  # type: ignore[no-any-return]
+async def text(response: Response) -> str:
+    return await response.get_data(as_text=True)
 
 
-async def test_page_has_the_form_htmx_and_security_headers(client) -> None:  # type: ignore[no-untyped-def]
+async def tree(response: Response) -> LexborHTMLParser:
+    return parse(await text(response))
+
+
+def is_full_page(html: str) -> bool:
+    """A whole document: the doctype, a title and the masthead."""
+    page = parse(html)
+    return (
+        html.startswith("<!doctype html>")
+        and len(page.css("head > title")) == 1
+        and len(page.css("header.masthead")) == 1
+    )
+
+
+def top_level(page: LexborHTMLParser) -> list[str]:
+    """What a fragment is made of: the tag of each element at its top."""
+    assert page.head is not None and page.body is not None
+    assert not list(page.head.iter()), "nothing in a fragment belongs in <head>"
+    return [node.tag or "" for node in page.body.iter()]
+
+
+def figures(movie: LexborNode) -> dict[str, str]:
+    """A film's figures: the text of each <dd>, by its <dt>."""
+    return {
+        text_of(one(pair, "dt")): text_of(one(pair, "dd"))
+        for pair in movie.css("dl.movie-stats > div")
+    }
+
+
+def alert(page: LexborHTMLParser) -> str:
+    """The text of the one alert on the page."""
+    return text_of(one(page, "[role=alert]"))
+
+
+def scripts_are_only_htmx(page: LexborHTMLParser) -> bool:
+    """Nothing typed in, or read from the data, became a <script>."""
+    return all(node.attributes.get("src") == HTMX_SCRIPT for node in page.css("script"))
+
+
+async def test_page_has_the_form_htmx_and_security_headers(client: TestClientProtocol) -> None:
     response = await client.get("/")
-    body = await text(response)
+    page = await tree(response)
     assert response.status_code == 200
-    assert '<form id="search"' in body and 'hx-get="/"' in body
-    assert "/static/vendor/htmx.min.js" in body
-    assert "IDs 1–4" in body
+    assert one(page, "form#search").attributes["hx-get"] == "/"
+    assert [s.attributes["src"] for s in page.css("script")] == [HTMX_SCRIPT]
+    assert text_of(one(page, "small#user_id_help")) == "4 users, IDs 1–4"
     headers = response.headers
     assert "script-src 'self'" in headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
@@ -36,59 +96,75 @@ async def test_page_has_the_form_htmx_and_security_headers(client) -> None:  # t
     assert "HX-Request" in headers["Vary"]
 
 
-async def test_shareable_url_renders_the_full_page_with_results(client) -> None:  # type: ignore[no-untyped-def]
+async def test_shareable_url_renders_the_full_page_with_results(
+    client: TestClientProtocol,
+) -> None:
     response = await client.get("/?user_id=1&n=3&k=2")
-    body = await text(response)
+    html = await text(response)
+    page = parse(html)
     assert response.status_code == 200
-    assert body.startswith("<!doctype html>")
-    assert body.index("Heat") < body.index("Babylon 5")
-    assert 'value="1"' in body
-    assert "User 2" in body and "User 3" in body and "User 4" not in body
+    assert is_full_page(html)
+    titles = texts(page, "ol.movies li.movie h3.movie-title")
+    assert titles.index("Heat (1995)") < titles.index("Babylon 5")
+    assert one(page, "input#user_id").attributes["value"] == "1"
+    assert texts(page, "table.neighbours tbody td a") == ["User 2", "User 3"]
+    reasons = texts(page, "ul.reasons li")
+    assert reasons and all(r.startswith(("User 2 ", "User 3 ")) for r in reasons)
 
 
-async def test_htmx_request_gets_only_the_fragment(client) -> None:  # type: ignore[no-untyped-def]
+async def test_htmx_request_gets_only_the_fragment(client: TestClientProtocol) -> None:
     response = await client.get("/?user_id=1&n=3&k=2", headers=HX)
-    body = await text(response)
+    page = await tree(response)
     assert response.status_code == 200
-    assert "<html" not in body and "<form" not in body
-    assert "Top 3 for user 1" in body
-    assert "2.50" in body and "1 of 2 similar" in body
+    assert top_level(page) == ["section", "section"]  # the films and the neighbours, no form
+    assert not page.css("form")
+    assert text_of(one(page, "h2#recs-title")) == "Top 3 for user 1"
+    first = page.css("ol.movies li.movie")[0]
+    assert figures(first)["Score"] == "2.50"
+    assert figures(first)["Rated by"] == "1 of 2 similar"
     assert "HX-Push-Url" not in response.headers
     assert "HX-Request" in response.headers["Vary"]
 
 
-async def test_history_restore_gets_the_full_page(client) -> None:  # type: ignore[no-untyped-def]
+async def test_history_restore_gets_the_full_page(client: TestClientProtocol) -> None:
     headers = {**HX, "HX-History-Restore-Request": "true"}
-    body = await text(await client.get("/?user_id=1", headers=headers))
-    assert body.startswith("<!doctype html>") and "Top 4 for user 1" not in body
-    assert "Top 3 for user 1" in body  # only three unseen films exist
+    html = await text(await client.get("/?user_id=1", headers=headers))
+    assert is_full_page(html)
+    page = parse(html)
+    one(page, "form#search")
+    # Only three unseen films exist, though five were asked for.
+    assert text_of(one(page, "h2#recs-title")) == "Top 3 for user 1"
+    assert len(page.css("ol.movies li.movie")) == 3
 
 
-async def test_titles_from_the_data_are_escaped(client) -> None:  # type: ignore[no-untyped-def]
-    body = await text(await client.get("/?user_id=1&n=3&k=3", headers=HX))
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
-    assert "<script>alert(1)" not in body
+async def test_titles_from_the_data_are_escaped(client: TestClientProtocol) -> None:
+    page = await tree(await client.get("/?user_id=1&n=3&k=3", headers=HX))
+    assert "<script>alert(1)</script> (2001)" in texts(page, "h3.movie-title")
+    assert not page.css("script")
 
 
 @pytest.mark.parametrize(
     "user_id", ["", "abc", "4.5", "1e3", "٣", "１", "0x10", "1 2", "<script>alert(1)</script>"]
 )
-async def test_not_a_number_is_a_400(client, user_id: str) -> None:  # type: ignore[no-untyped-def]
+async def test_not_a_number_is_a_400(client: TestClientProtocol, user_id: str) -> None:
     for headers in ({}, HX):
         response = await client.get("/", query_string={"user_id": user_id}, headers=headers)
-        body = await text(response)
+        page = await tree(response)
         assert response.status_code == 400
-        assert "Please enter a valid user ID." in body
-        assert "<script>alert(1)" not in body
-        assert "Traceback" not in body
+        assert alert(page) == "Please enter a valid user ID."
+        assert scripts_are_only_htmx(page)
+        assert page.body is not None and "Traceback" not in page.body.text()
     assert response.headers["HX-Push-Url"] == "false"
 
 
 @pytest.mark.parametrize("user_id", ["99", "-5", "0", "9" * 40, "+7"])
-async def test_a_number_outside_the_data_names_the_range(client, user_id: str) -> None:  # type: ignore[no-untyped-def]
+async def test_a_number_outside_the_data_names_the_range(
+    client: TestClientProtocol, user_id: str
+) -> None:
     response = await client.get("/", query_string={"user_id": user_id}, headers=HX)
     assert response.status_code == 404
-    assert "is not in the dataset. Valid user IDs are 1 to 4." in await text(response)
+    message = alert(await tree(response))
+    assert message == f"User {int(user_id)} is not in the dataset. Valid user IDs are 1 to 4."
 
 
 @pytest.mark.parametrize(
@@ -103,24 +179,29 @@ async def test_a_number_outside_the_data_names_the_range(client, user_id: str) -
         ("k", "<b>x</b>", "Number of similar users must be a whole number from 1 to 100."),
     ],
 )
-async def test_n_and_k_out_of_range_name_the_field(  # type: ignore[no-untyped-def]
-    client, field: str, value: str, message: str
+async def test_n_and_k_out_of_range_name_the_field(
+    client: TestClientProtocol, field: str, value: str, message: str
 ) -> None:
     response = await client.get("/", query_string={"user_id": "1", field: value})
-    body = await text(response)
+    page = await tree(response)
     assert response.status_code == 400
-    assert message in body
-    assert f'id="{field}"' in body and 'aria-invalid="true"' in body
-    assert "<b>x</b>" not in body
+    assert alert(page) == message
+    # The field at fault is marked, and still holds what was typed, as text.
+    marked = one(page, "[aria-invalid=true]")
+    assert (marked.tag, marked.id) == ("input", field)
+    assert marked.attributes["value"] == value
+    assert not page.css("b")
 
 
-async def test_empty_n_and_k_mean_the_defaults(client) -> None:  # type: ignore[no-untyped-def]
+async def test_empty_n_and_k_mean_the_defaults(client: TestClientProtocol) -> None:
     response = await client.get("/?user_id=2&n=&k=", headers=HX)
     assert response.status_code == 200
-    assert "most similar users" in await text(response)
+    page = await tree(response)
+    shown = len(page.css("table.neighbours tbody tr"))
+    assert text_of(one(page, "h2#neighbours-title")) == f"The {shown} most similar users"
 
 
-async def test_api_recommendations(client) -> None:  # type: ignore[no-untyped-def]
+async def test_api_recommendations(client: TestClientProtocol) -> None:
     response = await client.get("/api/users/1/recommendations?n=3&k=2")
     body = await response.get_json()
     assert response.status_code == 200
@@ -133,7 +214,7 @@ async def test_api_recommendations(client) -> None:  # type: ignore[no-untyped-d
     assert body["neighbours"][0]["similarity"] == pytest.approx(29 / (34 * 50) ** 0.5)
 
 
-async def test_api_defaults_and_similar(client) -> None:  # type: ignore[no-untyped-def]
+async def test_api_defaults_and_similar(client: TestClientProtocol) -> None:
     body = await (await client.get("/api/users/2/recommendations")).get_json()
     assert (body["n"], body["k"]) == (5, 5)
     similar = await (await client.get("/api/users/1/similar?k=2")).get_json()
@@ -151,7 +232,9 @@ async def test_api_defaults_and_similar(client) -> None:  # type: ignore[no-unty
         ("/api/nope", 404, "not found"),
     ],
 )
-async def test_api_errors_are_json(client, path: str, status: int, fragment: str) -> None:  # type: ignore[no-untyped-def]
+async def test_api_errors_are_json(
+    client: TestClientProtocol, path: str, status: int, fragment: str
+) -> None:
     response = await client.get(path)
     body = await response.get_json()
     assert response.status_code == status
@@ -159,18 +242,19 @@ async def test_api_errors_are_json(client, path: str, status: int, fragment: str
     assert fragment.lower() in body["error"]["message"].lower()
 
 
-async def test_wrong_method_is_a_405(client) -> None:  # type: ignore[no-untyped-def]
+async def test_wrong_method_is_a_405(client: TestClientProtocol) -> None:
     assert (await client.post("/api/status")).status_code == 405
     assert (await client.delete("/")).status_code == 405
 
 
-async def test_unknown_page_is_a_friendly_404(client) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_page_is_a_friendly_404(client: TestClientProtocol) -> None:
     response = await client.get("/nope")
     assert response.status_code == 404
-    assert "Back to recommendations" in await text(response)
+    back = one(await tree(response), "main a.button")
+    assert (text_of(back), back.attributes["href"]) == ("Back to recommendations", "/")
 
 
-async def test_health_and_status_when_ready(client) -> None:  # type: ignore[no-untyped-def]
+async def test_health_and_status_when_ready(client: TestClientProtocol) -> None:
     assert (await client.get("/healthz")).status_code == 200
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and (await ready.get_json())["status"] == "ready"
@@ -178,35 +262,44 @@ async def test_health_and_status_when_ready(client) -> None:  # type: ignore[no-
     assert (status["state"], status["users"], status["user_id_range"]) == ("ready", 4, [1, 4])
 
 
-async def test_unexpected_error_is_a_500_without_traceback(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    engine = client.app.extensions["engine"]
-
-    def broken(*args: object) -> None:
+async def test_unexpected_error_is_a_500_without_traceback(
+    client: TestClientProtocol, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: OriginalUserKNN, profile: Profile, n: int, k: int | None = None) -> Ranking:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(engine, "recommend", broken)
-    for path in ("/?user_id=1", "/api/users/1/recommendations"):
-        response = await client.get(path)
-        body = await text(response)
-        assert response.status_code == 500
-        assert "secret internals" not in body and "Traceback" not in body
-        assert "Something went wrong" in body
+    monkeypatch.setattr(OriginalUserKNN, "rank", broken)
+    response = await client.get("/?user_id=1")
+    html = await text(response)
+    page = parse(html)
+    assert response.status_code == 500
+    assert text_of(one(page, "main h1")) == "500 · Internal Server Error"
+    assert texts(page, "main p")[0].startswith("Something went wrong")
+    assert "secret internals" not in html and "Traceback" not in html
+
+    response = await client.get("/api/users/1/recommendations")
+    body = await response.get_json()
+    assert response.status_code == 500
+    assert body["error"]["message"].startswith("Something went wrong")
+    assert "secret internals" not in str(body) and "Traceback" not in str(body)
 
 
-async def test_a_slow_recommendation_does_not_block_health(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    knn = client.app.extensions["engine"]._model.knn
-    original = knn.rank
+async def test_a_slow_recommendation_does_not_block_health(
+    client: TestClientProtocol, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = OriginalUserKNN.rank
 
-    def slow(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+    def slow(self: OriginalUserKNN, profile: Profile, n: int, k: int | None = None) -> Ranking:
         time.sleep(1.0)
-        return original(*args, **kwargs)
+        return original(self, profile, n, k)
 
-    monkeypatch.setattr(knn, "rank", slow)
+    monkeypatch.setattr(OriginalUserKNN, "rank", slow)
     pending = asyncio.ensure_future(client.get("/api/users/1/recommendations"))
     await asyncio.sleep(0.1)
     started = time.perf_counter()
     assert (await client.get("/healthz")).status_code == 200
     assert time.perf_counter() - started < 0.5
+    assert not pending.done(), "the recommendation was meant to be slow"
     assert (await pending).status_code == 200
 
 
@@ -225,7 +318,7 @@ def gated_zip_server(dataset_server: DatasetServer, body: bytes) -> tuple[str, a
     return dataset_server.serve("/ml-tiny.zip", gated), release
 
 
-async def test_loading_state_polls_and_then_becomes_the_form(  # type: ignore[no-untyped-def]
+async def test_loading_state_polls_and_then_becomes_the_form(
     settings: Settings, dataset_server: DatasetServer, tiny_zip_bytes: bytes
 ) -> None:
     url, release = gated_zip_server(dataset_server, tiny_zip_bytes)
@@ -237,30 +330,33 @@ async def test_loading_state_polls_and_then_becomes_the_form(  # type: ignore[no
             if status["phase"] == "downloading" and status["done"]:
                 break
             await asyncio.sleep(0.01)
-        page = await client.get("/")
-        body = await text(page)
-        assert page.status_code == 200
-        assert "Getting the films ready" in body and 'hx-trigger="every 1s"' in body
-        assert "Downloading the MovieLens dataset" in body and "<progress" in body
-        assert 'value="50"' in body or 'value="49"' in body
+        response = await client.get("/")
+        page = await tree(response)
+        assert response.status_code == 200
+        card = one(page, "section#app")
+        assert text_of(one(card, "h1")) == "Getting the films ready…"
+        assert card.attributes["hx-trigger"] == "every 1s"
+        assert text_of(one(card, "p.phase")).startswith("Downloading the MovieLens dataset")
+        assert one(card, "progress").attributes["value"] in ("49", "50")
         assert (await client.get("/readyz")).status_code == 503
         assert (await client.get("/?user_id=1")).status_code == 503
         fragment = await client.get("/?user_id=1", headers=HX)
-        assert fragment.status_code == 503 and "still loading" in await text(fragment)
+        assert fragment.status_code == 503 and "still loading" in alert(await tree(fragment))
         api = await client.get("/api/users/1/recommendations")
         assert api.status_code == 503 and "loading" in (await api.get_json())["error"]["message"]
-        poll = await text(await client.get("/status?user_id=1&n=3&k=2", headers=HX))
-        assert 'hx-get="/status?user_id=1&amp;n=3&amp;k=2"' in poll
+        poll = await tree(await client.get("/status?user_id=1&n=3&k=2", headers=HX))
+        assert one(poll, "section#app").attributes["hx-get"] == "/status?user_id=1&n=3&k=2"
 
         release.set()
         await wait_until_settled(app)
-        ready = await text(await client.get("/status?user_id=1&n=3&k=2", headers=HX))
-        assert "every 1s" not in ready
-        assert '<form id="search"' in ready and "Top 3 for user 1" in ready
+        ready = await tree(await client.get("/status?user_id=1&n=3&k=2", headers=HX))
+        assert not ready.css("[hx-trigger]"), "once ready, nothing polls"
+        one(ready, "section#app form#search")
+        assert text_of(one(ready, "#results h2#recs-title")) == "Top 3 for user 1"
         assert (await client.get("/readyz")).status_code == 200
 
 
-async def test_failed_state_explains_and_retries(  # type: ignore[no-untyped-def]
+async def test_failed_state_explains_and_retries(
     settings: Settings, dataset_server: DatasetServer, tiny_zip_bytes: bytes
 ) -> None:
     url = dataset_server.url("/ml-tiny.zip")  # nothing served yet: 404
@@ -268,9 +364,16 @@ async def test_failed_state_explains_and_retries(  # type: ignore[no-untyped-def
     async with app.test_app() as test_app:
         client = test_app.test_client()
         await wait_until_settled(app)
-        body = await text(await client.get("/"))
-        assert "We could not load the movie data" in body
-        assert "404" in body and "MOVIELENS_SOURCE" in body and "Try again" in body
+        card = one(await tree(await client.get("/")), "section#app")
+        assert text_of(one(card, "h1")) == "We could not load the movie data"
+        assert "404" in text_of(one(card, "p.alert"))
+        assert "MOVIELENS_SOURCE" in text_of(one(card, "p.hint"))
+        retry_form = one(card, "form")
+        assert (retry_form.attributes["method"], retry_form.attributes["action"]) == (
+            "post",
+            "/retry",
+        )
+        assert text_of(one(retry_form, "button")) == "Try again"
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and "404" in (await ready.get_json())["error"]
         assert (await client.get("/?user_id=1", headers=HX)).status_code == 503
@@ -278,18 +381,16 @@ async def test_failed_state_explains_and_retries(  # type: ignore[no-untyped-def
         dataset_server.serve_bytes("/ml-tiny.zip", tiny_zip_bytes)
         retry = await client.post("/retry", headers=HX)
         assert retry.status_code == 200
-        assert 'hx-trigger="every 1s"' in await text(retry)
+        assert one(await tree(retry), "section#app").attributes["hx-trigger"] == "every 1s"
         await wait_until_settled(app)
         assert (await client.get("/readyz")).status_code == 200
         plain = await client.post("/retry")
         assert plain.status_code == 303 and plain.headers["Location"] == "/"
 
 
-async def test_missing_column_fails_with_a_clear_message(  # type: ignore[no-untyped-def]
+async def test_missing_column_fails_with_a_clear_message(
     settings: Settings, tmp_path: Path
 ) -> None:
-    from tests.conftest import TINY_MOVIES, make_zip
-
     path = tmp_path / "bad.zip"
     path.write_bytes(make_zip({"ratings.csv": "userId,movieId\n1,2\n", "movies.csv": TINY_MOVIES}))
     app = create_app(settings.replace(source=str(path)))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -11,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 NO_YEAR = -1
+DECODED_MOVIES = 8192
 # MovieLens files titles under their noun: "Matrix, The", "Cité des enfants perdus, La".
 _TRAILING_ARTICLE = re.compile(
     r"^(?P<title>.+), (?P<article>the|a|an|les|la|le|l'|il|el|los|las|das|der|die|den|det|i)"
@@ -74,22 +77,15 @@ class Catalogue:
 
     def get(self, movie_id: int) -> Movie | None:
         """The film with this id, or None if the catalogue does not list it."""
-        position = int(np.searchsorted(self.movie_ids, movie_id))
-        if position >= len(self.movie_ids) or self.movie_ids[position] != movie_id:
-            return None
-        return self.at(position)
+        position = self.position(movie_id)
+        return None if position is None else self.at(position)
 
     def position(self, movie_id: int) -> int | None:
         """Where the film is in id order, or None."""
-        position = int(np.searchsorted(self.movie_ids, movie_id))
+        position = int(self.movie_ids.searchsorted(movie_id))
         if position < len(self.movie_ids) and self.movie_ids[position] == movie_id:
             return position
         return None
-
-    def contains(self, movie_ids: np.ndarray) -> np.ndarray:
-        """Which of the ids the catalogue lists."""
-        positions = np.clip(np.searchsorted(self.movie_ids, movie_ids), 0, len(self) - 1)
-        return np.asarray(self.movie_ids[positions] == movie_ids) if len(self) else movie_ids < 0
 
     def search(self, query: str, popularity: np.ndarray, limit: int = 20) -> list[Movie]:
         """Films whose title (either word order) and year contain every word of `query`.
@@ -144,6 +140,14 @@ class Catalogue:
 
     def at(self, position: int) -> Movie:
         """The film at a position in id order."""
+        return self._decoded(position)
+
+    @cached_property
+    def _decoded(self) -> Callable[[int], Movie]:
+        # Lists show the same few thousand films again and again: decode each once.
+        return functools.lru_cache(maxsize=DECODED_MOVIES)(self._decode)
+
+    def _decode(self, position: int) -> Movie:
         year = int(self.years[position])
         genres = _unpack(self.genre_bytes, self.genre_offsets, position)
         return Movie(

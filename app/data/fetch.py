@@ -8,9 +8,6 @@ the next start reuse it without any request. A file lock serialises workers shar
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -20,7 +17,7 @@ import shutil
 import stat
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -28,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from app.config import RELEASES, Settings, release_url
+from app.data import lock
 from app.data.movielens import LAYOUTS, DatasetError, expected_files
 
 log = logging.getLogger(__name__)
@@ -90,6 +88,10 @@ async def fetch_dataset(settings: Settings, progress: ProgressCallback | None = 
     )
 
 
+def _waiting(report: ProgressCallback) -> Callable[[], None]:
+    return lambda: report("waiting for another worker", 0, None)
+
+
 def _is_url(source: str) -> bool:
     return urlsplit(source).scheme in {"http", "https"}
 
@@ -106,7 +108,7 @@ async def _fetch_url(url: str, settings: Settings, report: ProgressCallback) -> 
     zip_path = data_dir / f"{name}.zip"
     folder = data_dir / name
     origin = {"url": url}
-    async with _file_lock(data_dir / f".{name}.lock", report):
+    async with lock.held_async(data_dir / f".{name}.lock", _waiting(report)):
         if _cached(folder, origin, settings.checksum):
             log.info("Using cached dataset in %s (no download)", folder)
             return folder
@@ -130,7 +132,7 @@ async def _fetch_local_zip(path: Path, settings: Settings, report: ProgressCallb
     folder = settings.data_dir / name
     info = path.stat()
     origin = {"path": str(path.resolve()), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
-    async with _file_lock(settings.data_dir / f".{name}.lock", report):
+    async with lock.held_async(settings.data_dir / f".{name}.lock", _waiting(report)):
         if _cached(folder, origin, settings.checksum):
             log.info("Using cached dataset in %s", folder)
             return folder
@@ -146,29 +148,6 @@ async def _fetch_local_zip(path: Path, settings: Settings, report: ProgressCallb
         report("extracting", 0, None)
         await asyncio.to_thread(_extract, path, folder, origin, digests, settings.max_extract_bytes)
         return folder
-
-
-@contextlib.asynccontextmanager
-async def _file_lock(path: Path, report: ProgressCallback) -> AsyncIterator[None]:
-    """Hold an exclusive lock on `path`; poll so that waiting never blocks the event loop."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        waited = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if not waited:
-                    report("waiting for another worker", 0, None)
-                    waited = True
-                await asyncio.sleep(0.1)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _cached(folder: Path, origin: Mapping[str, object], checksum: str) -> bool:

@@ -70,7 +70,9 @@ _DATE_YEAR = re.compile(r"(\d{4})\s*$")
 
 
 class DatasetError(Exception):
-    """The dataset cannot be used; the message says what is wrong and how to fix it."""
+    """The dataset cannot be used; the message says what is wrong, `hint` what to do."""
+
+    hint = "Point MOVIELENS_SOURCE at an intact MovieLens release."
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ cache instead of each holding a copy.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import mmap
@@ -18,7 +16,7 @@ import os
 import struct
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,18 +99,6 @@ def read(path: Path, expect: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], 
         # The mapping closes once the views made before the failure are gone.
         raise SnapshotError(f"{path.name} is damaged: {exc}") from None
     return arrays, meta
-
-
-@contextlib.contextmanager
-def exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (blocking): one worker builds, the others then read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _view(mapped: mmap.mmap, start: int, spec: Mapping[str, Any], size: int) -> np.ndarray:

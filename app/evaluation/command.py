@@ -13,7 +13,7 @@ from app.config import Settings
 from app.data.fetch import fetch_dataset
 from app.data.movielens import load
 from app.evaluation.report import ProgressBar, terminal_table, write_reports
-from app.evaluation.run import DEFAULT_K, Candidate, Evaluation, evaluate
+from app.evaluation.run import LIST_LENGTH, Candidate, Evaluation, evaluate
 from app.evaluation.split import (
     DEFAULT_SEED,
     Split,
@@ -22,7 +22,6 @@ from app.evaluation.split import (
 )
 from app.recommender import ALGORITHMS, DEFAULT_ALGORITHM
 
-SPLITS = ("random", "temporal", "both")
 ORIGINAL_KS = (5, 10, 20, 50, 100)
 
 
@@ -31,7 +30,7 @@ class Options:
     """What to evaluate and where to write it; `out=None` means DATA_DIR/evaluation."""
 
     split: str = "both"
-    k: int = DEFAULT_K
+    n: int = LIST_LENGTH
     algorithms: tuple[str, ...] = tuple(ALGORITHMS)
     original_ks: tuple[int, ...] = ORIGINAL_KS
     seed: int = DEFAULT_SEED
@@ -71,7 +70,7 @@ def run(settings: Settings, options: Options, stream: TextIO | None = None) -> E
         ratings,
         splits,
         chosen,
-        k=options.k,
+        k=options.n,
         seed=options.seed,
         dataset={"name": release.name, "source": settings.source},
         progress=bar,

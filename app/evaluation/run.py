@@ -31,7 +31,8 @@ from app.recommender import ALGORITHMS, Algorithm, RatingMatrix, TooLarge
 Progress = Callable[[str, int, int], None]
 """Called with (what, done, total) while an algorithm ranks the test users."""
 
-DEFAULT_K = 10
+LIST_LENGTH = 10
+"""How many films each test user gets; the metrics are @ this length (their k)."""
 
 
 def _no_progress(what: str, done: int, total: int) -> None:
@@ -108,7 +109,7 @@ def evaluate(
     splits: Sequence[Split],
     candidates: Sequence[Candidate],
     *,
-    k: int = DEFAULT_K,
+    k: int = LIST_LENGTH,
     seed: int,
     dataset: Mapping[str, Any] | None = None,
     progress: Progress = _no_progress,

@@ -7,39 +7,41 @@ from app.recommender.base import Algorithm, NotFitted, Ranking, Reason, TooLarge
 from app.recommender.ease import EASE
 from app.recommender.itemknn import ItemKNN
 from app.recommender.matrix import Profile, RatingMatrix, UnknownUser
-from app.recommender.original import Neighbour, Recommendation, UserKNN
+from app.recommender.original import Neighbour, OriginalUserKNN, neighbours_rated
 from app.recommender.popularity import Popularity
 from app.recommender.registry import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
     FALLBACK_ALGORITHM,
+    ORIGINAL,
     PREFERENCE,
     create,
 )
 from app.recommender.rp3beta import RP3Beta
-from app.recommender.userknn import WeightedUserKNN
+from app.recommender.userknn_weighted import WeightedUserKNN
 
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_ALGORITHM",
     "EASE",
     "FALLBACK_ALGORITHM",
+    "ORIGINAL",
     "PREFERENCE",
     "Algorithm",
     "ItemKNN",
     "Neighbour",
     "NotFitted",
+    "OriginalUserKNN",
     "Popularity",
     "Profile",
     "RP3Beta",
     "Ranking",
     "RatingMatrix",
     "Reason",
-    "Recommendation",
     "TooLarge",
     "UnknownUser",
-    "UserKNN",
     "WeightedUserKNN",
     "create",
+    "neighbours_rated",
     "top",
 ]

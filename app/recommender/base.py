@@ -39,14 +39,14 @@ class Ranking:
 class Reason:
     """One reason a film was recommended.
 
-    `source="user"`: a similar user (`id` is their MovieLens user id) who gave the film
-    `rating`. `source="movie"`: a film the person rated (`id` is its movie id, `rating`
+    `kind="user"`: a similar user (`id` is their MovieLens user id) who gave the film
+    `rating`. `kind="movie"`: a film the person rated (`id` is its movie id, `rating`
     their rating of it) that is `similarity`-similar to the recommended one (for EASE, its
-    learned item weight). `source="popular"`: the film itself (`id` is its movie id) is
+    learned item weight). `kind="popular"`: the film itself (`id` is its movie id) is
     widely rated: `similarity` is the share of users who rated it, `rating` its mean rating.
     """
 
-    source: Literal["user", "movie", "popular"]
+    kind: Literal["user", "movie", "popular"]
     id: int
     similarity: float
     rating: float
@@ -55,15 +55,21 @@ class Reason:
 class Algorithm(Protocol):
     """A recommender estimator: fit once on a RatingMatrix, then rank and explain any profile.
 
-    `name` is the key used in URLs and the API; `label` what the page shows; `uses_k` says
-    whether the per-request neighbourhood size `k` changes its answers; `supports_adhoc`
-    whether it can rank an ad-hoc profile (row=None) from its ratings alone, without a refit.
+    Every algorithm ranks ad-hoc profiles (row=None) from their ratings alone, without a
+    refit. It also describes itself, so pages and the API need no knowledge of any one:
+    `name` is the key used in URLs and the API; `label` what the page shows; `description`
+    a sentence on how it works; `method` how a list was scored, with the fields
+    {neighbours}, {subject} ("you" or "this user") and {subject_has}; `reason_measure` what
+    a reason's `similarity` figure is; `uses_k` whether the per-request neighbourhood size
+    `k` changes its answers.
     """
 
     name: str
     label: str
+    description: str
+    method: str
+    reason_measure: str
     uses_k: bool
-    supports_adhoc: bool
 
     def fit(self, matrix: RatingMatrix) -> Self:
         """Learn from the matrix; raises TooLarge instead of exhausting memory."""

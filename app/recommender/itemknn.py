@@ -42,8 +42,13 @@ class ItemKNN:
 
     name = "itemknn"
     label = "Similar films (item-item cosine)"
+    description = (
+        "Films similar to the ones you rated, where two films are similar when the same people "
+        "rated them alike."
+    )
+    method = "Scored from the films {subject} rated and how they relate to others."
+    reason_measure = "similarity"
     uses_k = False
-    supports_adhoc = True
     # Block rows are target films (prune per target) rather than source films.
     _rows_are_targets = True
 

@@ -177,8 +177,8 @@ class RatingMatrix:
             return position
         raise UnknownUser(user_id, int(self.user_ids[0]), int(self.user_ids[-1]), self.n_users)
 
-    def columns(self, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Column index of each movie id and whether it is in the matrix at all."""
+    def items_of(self, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The item (column) of each movie id and whether the matrix has it at all."""
         movie_ids = np.asarray(movie_ids, dtype=np.int64)
         positions = np.searchsorted(self.item_ids, movie_ids)
         positions = np.clip(positions, 0, max(self.n_items - 1, 0))
@@ -192,17 +192,13 @@ class RatingMatrix:
 
     def adhoc_profile(self, movie_ids: np.ndarray, ratings: np.ndarray) -> Profile:
         """Ratings given by someone not in the matrix; movies it does not hold are dropped."""
-        columns, found = self.columns(movie_ids)
+        columns, found = self.items_of(movie_ids)
         order = np.argsort(columns[found], kind="stable")
         return Profile(
             columns[found][order].astype(INDEX),
             np.asarray(ratings, dtype=VALUE)[found][order],
             None,
         )
-
-    def user_items(self, row: int) -> np.ndarray:
-        """Column indices the user rated."""
-        return self.by_user.indices[self.by_user.indptr[row] : self.by_user.indptr[row + 1]]
 
 
 def _dense_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

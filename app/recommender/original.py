@@ -28,16 +28,7 @@ class Neighbour:
     similarity: float
 
 
-@dataclass(frozen=True)
-class Recommendation:
-    """A movie, its score (mean neighbour rating, unrated = 0) and how many neighbours rated it."""
-
-    movie_id: int
-    score: float
-    neighbours_rated: int
-
-
-class UserKNN:
+class OriginalUserKNN:
     """User-based kNN with cosine similarity and the plain mean of the k neighbours' ratings.
 
     `k` is the default neighbourhood; `rank()` takes another per request. Fitted state:
@@ -46,8 +37,16 @@ class UserKNN:
 
     name = "original"
     label = "Original: similar users, plain mean"
+    description = (
+        "The first design: the 5 users whose ratings are most alike (cosine similarity), and "
+        "each film scored by their mean rating, a film they did not rate counting as 0."
+    )
+    method = (
+        "Scored by the mean rating of the {neighbours} most similar users (a film they did not "
+        "rate counts as 0)."
+    )
+    reason_measure = "similarity"
     uses_k = True
-    supports_adhoc = True
 
     def __init__(self, k: int = DEFAULT_K) -> None:
         self.k = k
@@ -126,40 +125,6 @@ class UserKNN:
                 ]
             )
         return reasons
-
-    # The original API, by MovieLens ids.
-
-    def similar_users(self, user_id: int, k: int | None = None) -> list[Neighbour]:
-        """The k users most similar to `user_id` (itself excluded), ties to the lower user id."""
-        matrix = self.matrix
-        rows, similarities = self.neighbours(matrix.profile(matrix.row(user_id)), k)
-        return _neighbours(matrix, rows, similarities)
-
-    def recommend(self, user_id: int, n: int = 5, k: int | None = None) -> list[Recommendation]:
-        """The n best movies `user_id` has not rated, by the mean of k neighbours' ratings."""
-        return self.recommend_with_neighbours(user_id, n, k)[1]
-
-    def recommend_with_neighbours(
-        self, user_id: int, n: int = 5, k: int | None = None
-    ) -> tuple[list[Neighbour], list[Recommendation]]:
-        """similar_users() and recommend() together, from one pass over the similarities."""
-        matrix = self.matrix
-        ranking = self.rank(matrix.profile(matrix.row(user_id)), n, k)
-        rated_by = neighbours_rated(matrix, ranking)
-        picks = [
-            Recommendation(int(matrix.item_ids[c]), float(s), int(r))
-            for c, s, r in zip(ranking.items, ranking.scores, rated_by, strict=True)
-        ]
-        return _neighbours(matrix, ranking.neighbours, ranking.similarities), picks
-
-
-def _neighbours(
-    matrix: RatingMatrix, rows: np.ndarray, similarities: np.ndarray
-) -> list[Neighbour]:
-    return [
-        Neighbour(int(matrix.user_ids[r]), float(s))
-        for r, s in zip(rows, similarities, strict=True)
-    ]
 
 
 def neighbours_rated(matrix: RatingMatrix, ranking: Ranking) -> np.ndarray:

@@ -18,8 +18,12 @@ class Popularity:
 
     name = "popularity"
     label = "Most rated films (not personalised)"
+    description = (
+        "Not personalised: the films most people rated. A floor any personal algorithm should beat."
+    )
+    method = "The same list for everyone: the most rated films {subject_has} not rated."
+    reason_measure = "share of users"
     uses_k = False
-    supports_adhoc = True
 
     def __init__(self) -> None:
         self.matrix_: RatingMatrix | None = None

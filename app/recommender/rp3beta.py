@@ -29,8 +29,10 @@ class RP3Beta(ItemKNN):
 
     name = "rp3beta"
     label = "Similar films (random walk, popularity-damped)"
-    uses_k = False
-    supports_adhoc = True
+    description = (
+        "A random walk from your films through the people who rated them, damped so that "
+        "blockbusters do not crowd out everything else."
+    )
     _rows_are_targets = False
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The JSON API beside the page: the same engine calls, serialised."""
+"""The JSON API beside the pages: the same Service calls, serialised."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ from typing import Any
 
 from quart import Blueprint, request
 
-from app.answers import Recommendations
-from app.profiles import Ratings
-from app.service import Status
-from app.web.offload import off_loop
+from app.engine import Ratings, Recommendations, Status
 from app.web.params import (
     InvalidInput,
     parse_algorithm,
@@ -21,7 +18,7 @@ from app.web.params import (
     parse_ratings_json,
     parse_user_id,
 )
-from app.web.routes import engine
+from app.web.shared import query_args, service
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -29,17 +26,17 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 @bp.get("/status")
 async def status() -> dict[str, Any]:
     """The engine's state, phase and progress."""
-    return status_json(engine().status)
+    return status_json(service().status)
 
 
 @bp.get("/algorithms")
 async def algorithms() -> dict[str, Any]:
     """Every algorithm, whether it serves yet, and the one a request without a choice gets."""
     return {
-        "default": engine().default_algorithm(),
+        "default": service().default_algorithm(),
         "algorithms": [
             {**dataclasses.asdict(a), "availability": a.availability.value}
-            for a in engine().algorithms()
+            for a in service().algorithms()
         ],
     }
 
@@ -47,31 +44,30 @@ async def algorithms() -> dict[str, Any]:
 @bp.get("/users/<user_id>/recommendations")
 async def recommendations(user_id: str) -> dict[str, Any]:
     """Top-n recommendations for a user, with the reasons for each film."""
-    asked = (
+    args = query_args()
+    reply = await service().recommend(
         parse_user_id(user_id),
-        parse_n(request.args.get("n")),
-        parse_k(request.args.get("k")),
-        parse_algorithm(request.args.get("algorithm")),
+        parse_n(args.get("n")),
+        parse_k(args.get("k")),
+        parse_algorithm(args.get("algorithm")),
     )
-    result = engine().cached(*asked)
-    if result is None:
-        result = await off_loop(engine().recommend, *asked)
-    return recommendations_json(result)
+    return recommendations_json(reply.value)
 
 
 @bp.post("/recommendations")
 async def recommendations_for_ratings() -> dict[str, Any]:
     """Recommendations for ratings given in the body: {"ratings": [{"movie_id", "rating"}]}."""
+    args = query_args()
     try:
         body = json.loads(await request.get_data(as_text=False))
     except ValueError:
         raise InvalidInput("body", "The body is not valid JSON.") from None
-    pairs = parse_ratings_json(body)
-    n, k = parse_n(request.args.get("n")), parse_k(request.args.get("k"))
-    algorithm = parse_algorithm(request.args.get("algorithm"))
-    filters = parse_filters(request.args, engine().genres())
-    result, ratings = await off_loop(
-        engine().recommend_for_ratings, pairs, n, k, algorithm, filters
+    result, ratings = await service().recommend_for_ratings(
+        parse_ratings_json(body),
+        parse_n(args.get("n")),
+        parse_k(args.get("k")),
+        parse_algorithm(args.get("algorithm")),
+        parse_filters(args, service().genres()),
     )
     return {**recommendations_json(result), "ratings": _ratings_json(ratings)}
 
@@ -79,9 +75,10 @@ async def recommendations_for_ratings() -> dict[str, Any]:
 @bp.get("/users/<user_id>/similar")
 async def similar(user_id: str) -> dict[str, Any]:
     """The k users most similar to a user."""
+    args = query_args()
     uid = parse_user_id(user_id)
-    k = parse_k(request.args.get("k"))
-    neighbours = await off_loop(engine().similar_users, uid, k)
+    k = parse_k(args.get("k"))
+    neighbours = await service().similar_users(uid, k)
     return {"user_id": uid, "k": k, "neighbours": [dataclasses.asdict(x) for x in neighbours]}
 
 

@@ -1,18 +1,41 @@
-"""Domain errors and HTTP errors -> status codes with a readable message, never a traceback."""
+"""One table from errors to what a client is told: status, the field to mark, a message.
+
+The JSON API sends it as {"error": {"status", "message", "field"}}; pages show it in place
+beside the form, marking the field. Anything else becomes an error page or a JSON 500,
+never a traceback.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from quart import Quart, Response, current_app, jsonify, render_template, request
+from quart import Quart, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from app.profiles import InvalidRatings
-from app.recommender import UnknownUser
-from app.service import AlgorithmUnavailable, NotReady
+from app.engine import (
+    MAX_RATINGS,
+    AlgorithmUnavailable,
+    InvalidRatings,
+    NotReady,
+    UnknownAlgorithm,
+    UnknownUser,
+)
 from app.web.params import InvalidInput
+from app.web.shared import render
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What the client is told about an error: status, message, and the field at fault."""
+
+    status: int
+    message: str
+    field: str | None = None
 
 
 def unknown_user_message(exc: UnknownUser) -> str:
@@ -27,57 +50,55 @@ def unknown_user_message(exc: UnknownUser) -> str:
     return message + "."
 
 
-PageError = InvalidInput | InvalidRatings | UnknownUser | AlgorithmUnavailable
-"""What a page shows in place, beside the form, instead of an error page."""
+PROBLEMS: dict[type[Exception], Callable[[Any], Problem]] = {
+    InvalidInput: lambda exc: Problem(400, exc.message, exc.field),
+    InvalidRatings: lambda exc: Problem(400, str(exc), "ratings"),
+    UnknownAlgorithm: lambda exc: Problem(400, str(exc), "algorithm"),
+    UnknownUser: lambda exc: Problem(404, unknown_user_message(exc), "user_id"),
+    AlgorithmUnavailable: lambda exc: Problem(503, str(exc), "algorithm"),
+    NotReady: lambda exc: Problem(503, str(exc)),
+}
+"""Every error a request can meet in the normal course of things."""
+
+KNOWN_ERRORS = tuple(PROBLEMS)
 
 
-def in_place(exc: PageError, user_field: str = "user_id") -> tuple[int, str, str]:
-    """Status, message and the field to mark for an error shown beside the form."""
-    if isinstance(exc, InvalidInput):
-        return 400, exc.message, exc.field
-    if isinstance(exc, InvalidRatings):
-        return 400, str(exc), "r"
-    if isinstance(exc, UnknownUser):
-        return 404, unknown_user_message(exc), user_field
-    return 503, str(exc), "algorithm"
+def problem(exc: Exception, user_field: str = "user_id") -> Problem:
+    """What to tell the client about `exc` (one of KNOWN_ERRORS).
+
+    `user_field` is the form field that named the user, where a page calls it otherwise.
+    """
+    found = next(describe for kind, describe in PROBLEMS.items() if isinstance(exc, kind))(exc)
+    if found.field == "user_id":
+        return Problem(found.status, found.message, user_field)
+    return found
+
+
+def json_error(status: int, message: str, field: str | None = None) -> tuple[Response, int]:
+    """The API's error body: {"error": {"status": ..., "message": ..., "field": ...}}."""
+    body: dict[str, object] = {"status": status, "message": message}
+    if field is not None:
+        body["field"] = field
+    return jsonify({"error": body}), status
 
 
 def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")
 
 
-def json_error(status: int, message: str, **extra: object) -> tuple[Response, int]:
-    """The API's error body: {"error": {"status": ..., "message": ...}}."""
-    return jsonify({"error": {"status": status, "message": message, **extra}}), status
-
-
-async def _error_page(status: int, title: str, message: str) -> tuple[str, int]:
-    html = await render_template("error.html", code=status, title=title, message=message)
-    return html, status
+def _error_page(status: int, title: str, message: str) -> tuple[str, int]:
+    return render("error.html", code=status, title=title, message=message), status
 
 
 def register(app: Quart) -> None:
     """Install the handlers that turn errors into 4xx/5xx answers."""
 
-    @app.errorhandler(InvalidInput)
-    async def invalid_input(exc: InvalidInput) -> tuple[Response, int]:
-        return json_error(400, exc.message, field=exc.field)
+    async def known(exc: Exception) -> tuple[Response, int]:
+        told = problem(exc)
+        return json_error(told.status, told.message, told.field)
 
-    @app.errorhandler(InvalidRatings)
-    async def invalid_ratings(exc: InvalidRatings) -> tuple[Response, int]:
-        return json_error(400, str(exc), field="ratings")
-
-    @app.errorhandler(UnknownUser)
-    async def unknown_user(exc: UnknownUser) -> tuple[Response, int]:
-        return json_error(404, unknown_user_message(exc), field="user_id")
-
-    @app.errorhandler(NotReady)
-    async def not_ready(exc: NotReady) -> tuple[Response, int]:
-        return json_error(503, str(exc))
-
-    @app.errorhandler(AlgorithmUnavailable)
-    async def algorithm_unavailable(exc: AlgorithmUnavailable) -> tuple[Response, int]:
-        return json_error(503, str(exc), field="algorithm")
+    for kind in KNOWN_ERRORS:
+        app.register_error_handler(kind, known)
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[Response | str, int]:
@@ -85,10 +106,12 @@ def register(app: Quart) -> None:
         message = exc.description or exc.name
         if status == 413:
             limit = current_app.config["MAX_CONTENT_LENGTH"]
-            message = f"The request body is over {limit // 1024} KiB; send at most 500 ratings."
+            message = (
+                f"The request body is over {limit // 1024} KiB; send at most {MAX_RATINGS} ratings."
+            )
         if _wants_json():
             return json_error(status, message)
-        return await _error_page(status, exc.name, message)
+        return _error_page(status, exc.name, message)
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> tuple[Response | str, int]:
@@ -96,4 +119,4 @@ def register(app: Quart) -> None:
         message = "Something went wrong on our side; the error has been logged."
         if _wants_json():
             return json_error(500, message)
-        return await _error_page(500, "Internal Server Error", message)
+        return _error_page(500, "Internal Server Error", message)

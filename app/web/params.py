@@ -1,4 +1,7 @@
-"""Strict parsing of the user id, n and k from query strings and paths."""
+"""Strict parsing of what requests carry: ids, list sizes, algorithm, filters, ratings.
+
+Each parser raises InvalidInput naming the field and saying what is allowed.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from app.profiles import MAX_RATINGS, Filters
-from app.recommender import ALGORITHMS
-from app.service import MAX_K, MAX_N
+from app.engine import DEFAULT_K, DEFAULT_N, MAX_K, MAX_N, MAX_RATINGS, Filters, VisitRequest
 
-DEFAULT_N = 5
-DEFAULT_K = 5
 # ASCII digits only: str.isdigit() would also accept "٣" or "²".
 _INTEGER = re.compile(r"[+-]?[0-9]{1,40}", re.ASCII)
 
@@ -35,11 +34,19 @@ class Query:
     algorithm: str | None = None
 
 
-def parse_user_id(raw: str | None) -> int:
+def parse_user_id(raw: str | None, field: str = "user_id") -> int:
     """A user id as an integer; anything that is not a whole number is refused."""
     text = (raw or "").strip()
     if not _INTEGER.fullmatch(text):
-        raise InvalidInput("user_id", "Please enter a valid user ID.")
+        raise InvalidInput(field, "Please enter a valid user ID.")
+    return int(text)
+
+
+def parse_movie_id(raw: str | None, field: str) -> int:
+    """A movie id as an integer; anything that is not a whole number is refused."""
+    text = (raw or "").strip()
+    if not _INTEGER.fullmatch(text):
+        raise InvalidInput(field, "A film is named by its movie id, a whole number.")
     return int(text)
 
 
@@ -68,15 +75,12 @@ def parse_k(raw: str | None) -> int:
 
 
 def parse_algorithm(raw: str | None) -> str | None:
-    """An algorithm name from the registry; empty means the default (None)."""
+    """An algorithm name, lower case; empty means the default (None).
+
+    Whether it names an algorithm is the Service's to say (UnknownAlgorithm).
+    """
     text = (raw or "").strip().lower()
-    if not text:
-        return None
-    if text not in ALGORITHMS:
-        raise InvalidInput(
-            "algorithm", f"Unknown algorithm; choose one of {', '.join(ALGORITHMS)}."
-        )
-    return text
+    return text or None
 
 
 def parse_query(args: Mapping[str, str]) -> Query | None:
@@ -161,3 +165,17 @@ def parse_ratings_json(body: object) -> list[tuple[int, float]]:
             )
         pairs.append((item["movie_id"], item["rating"]))
     return pairs
+
+
+def parse_visit(args: Mapping[str, str], genres: Sequence[str]) -> VisitRequest:
+    """The rating page's state (ratings, list settings, filters) and the change it asks for."""
+    return VisitRequest(
+        ratings=parse_rating_list(args.get("r")),
+        from_user=parse_user_id(args["from_user"], "from_user") if args.get("from_user") else None,
+        set=parse_rating_pair(args["set"], "set") if args.get("set") else None,
+        remove=parse_movie_id(args["remove"], "remove") if args.get("remove") else None,
+        n=parse_n(args.get("n")),
+        k=parse_k(args.get("k")),
+        algorithm=parse_algorithm(args.get("algorithm")),
+        filters=parse_filters(args, genres),
+    )

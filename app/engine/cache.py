@@ -1,4 +1,4 @@
-"""A small thread-safe least-recently-used cache."""
+"""A small thread-safe least-recently-used cache that counts its hits and misses."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ class LRUCache(Generic[V]):
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.hits = 0
+        self.misses = 0
         self._items: OrderedDict[Hashable, V] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -22,7 +24,10 @@ class LRUCache(Generic[V]):
         """The value for `key`, marked as just used, or None."""
         with self._lock:
             value = self._items.get(key)
-            if value is not None:
+            if value is None:
+                self.misses += 1
+            else:
+                self.hits += 1
                 self._items.move_to_end(key)
             return value
 

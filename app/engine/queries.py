@@ -1,4 +1,4 @@
-"""Visitors' own ratings and the filters on a list: validated here, before the engine uses them."""
+"""What a request may ask for: list sizes, a visitor's own ratings, filters; checked here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import numpy as np
 from app.data.catalogue import Catalogue
 from app.recommender import RatingMatrix
 
+MAX_N = 50
+"""Most films one list may hold."""
+MAX_K = 100
+"""Most similar users one list may be computed from."""
+DEFAULT_N = 5
+DEFAULT_K = 5
 MAX_RATINGS = 500
+"""Most ratings a visitor may send at once."""
 LOWEST_RATING = 0.5
 HIGHEST_RATING = 5.0
 
@@ -82,46 +89,49 @@ class Filters:
         """True if anything is filtered out."""
         return self.genre is not None or self.year_from is not None or self.year_to is not None
 
-    def allowed(self, columns: ColumnFacts) -> np.ndarray:
-        """For every matrix column, whether its film passes (films without a year fail a range)."""
-        allowed = np.ones(len(columns.years), dtype=bool)
+    def allowed(self, items: ItemFacts) -> np.ndarray:
+        """For every matrix item, whether its film passes (films without a year fail a range)."""
+        allowed = np.ones(len(items.years), dtype=bool)
         if self.genre is not None:
-            allowed &= columns.genre_mask(self.genre)
+            allowed &= items.genre_mask(self.genre)
         if self.year_from is not None:
-            allowed &= columns.years >= self.year_from
+            allowed &= items.years >= self.year_from
         if self.year_to is not None:
-            allowed &= (columns.years >= 0) & (columns.years <= self.year_to)
+            allowed &= (items.years >= 0) & (items.years <= self.year_to)
         return allowed
 
 
 @dataclass(frozen=True, eq=False)
-class ColumnFacts:
-    """Each matrix column's release year (-1 if unknown) and genres, for filtering."""
+class ItemFacts:
+    """Each matrix item's release year (-1 if unknown) and genres, for filtering."""
 
     years: np.ndarray
     genres: tuple[frozenset[str], ...]
 
     @classmethod
-    def of(cls, matrix: RatingMatrix, catalogue: Catalogue) -> ColumnFacts:
-        """Look every column's film up once."""
+    def of(cls, matrix: RatingMatrix, catalogue: Catalogue) -> ItemFacts:
+        """Look every item's film up once."""
         years = np.full(matrix.n_items, -1, dtype=np.int64)
         genres: list[frozenset[str]] = [frozenset()] * matrix.n_items
-        for column, movie_id in enumerate(matrix.item_ids.tolist()):
+        for item, movie_id in enumerate(matrix.item_ids.tolist()):
             movie = catalogue.get(movie_id)
             if movie is not None:
-                years[column] = -1 if movie.year is None else movie.year
-                genres[column] = frozenset(movie.genres)
+                years[item] = -1 if movie.year is None else movie.year
+                genres[item] = frozenset(movie.genres)
         return cls(years, tuple(genres))
 
     def genre_mask(self, genre: str) -> np.ndarray:
-        """Which columns' films have this genre."""
+        """Which items' films have this genre."""
         return np.fromiter((genre in g for g in self.genres), dtype=bool, count=len(self.genres))
 
 
 def _is_half_star(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float is off the scale anyway
+        return False
     return (
         math.isfinite(number)
         and LOWEST_RATING <= number <= HIGHEST_RATING

@@ -18,12 +18,12 @@ import numpy as np
 
 from app.recommender.base import Ranking, unseen_top
 from app.recommender.matrix import Profile, RatingMatrix
-from app.recommender.original import UserKNN
+from app.recommender.original import OriginalUserKNN
 
 DEFAULT_NEIGHBOURS = 30
 
 
-class WeightedUserKNN(UserKNN):
+class WeightedUserKNN(OriginalUserKNN):
     """User kNN scored by the similarity-weighted sum of the k neighbours' ratings.
 
     `k` is the default neighbourhood (per request via rank(k=...)); `center` subtracts each
@@ -33,8 +33,13 @@ class WeightedUserKNN(UserKNN):
 
     name = "userknn-weighted"
     label = "Similar users, similarity-weighted votes"
-    uses_k = True
-    supports_adhoc = True
+    description = (
+        "Like the original, but a neighbour's rating counts in proportion to how alike they "
+        "are, from a larger neighbourhood."
+    )
+    method = (
+        "Scored from the ratings of the {neighbours} most similar users, weighted by similarity."
+    )
 
     def __init__(self, k: int = DEFAULT_NEIGHBOURS, center: bool = False) -> None:
         super().__init__(k)

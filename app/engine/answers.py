@@ -7,8 +7,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from app.data.catalogue import Catalogue, Movie
-from app.recommender import Algorithm, Neighbour, Profile, Ranking, RatingMatrix, Reason
-from app.recommender.original import neighbours_rated
+from app.recommender import (
+    Algorithm,
+    Neighbour,
+    Profile,
+    Ranking,
+    RatingMatrix,
+    Reason,
+    neighbours_rated,
+)
 
 REASONS_PER_FILM = 3
 
@@ -52,8 +59,10 @@ class MovieResult:
 class Recommendations:
     """The answer to one request: the algorithm used, the films, and the neighbours if any.
 
-    `note` says why the algorithm differs from the one asked for (for example while the
-    default is still being prepared).
+    `method` says in a sentence how the films were scored and `reason_measure` what the
+    figure in a film-based reason is (both from the algorithm). `note` says why the
+    algorithm differs from the one asked for (for example while the default is still being
+    prepared).
     """
 
     user_id: int | None
@@ -61,6 +70,8 @@ class Recommendations:
     k: int
     algorithm: str
     label: str
+    method: str
+    reason_measure: str
     movies: tuple[MovieResult, ...]
     neighbours: tuple[Neighbour, ...]
     note: str = ""
@@ -97,12 +108,20 @@ def assemble(
         Neighbour(int(matrix.user_ids[row]), float(similarity))
         for row, similarity in zip(ranking.neighbours, ranking.similarities, strict=True)
     )
+    someone = user_id is not None
+    method = algorithm.method.format(
+        neighbours=len(neighbours),
+        subject="this user" if someone else "you",
+        subject_has="this user has" if someone else "you have",
+    )
     return Recommendations(
         user_id=user_id,
         n=n,
         k=k,
         algorithm=algorithm.name,
         label=algorithm.label,
+        method=method,
+        reason_measure=algorithm.reason_measure,
         movies=movies,
         neighbours=neighbours,
         note=note,
@@ -136,7 +155,7 @@ def _movie_result(
 
 def _because(catalogue: Catalogue, reason: Reason) -> Because:
     title = None
-    if reason.source == "movie":
+    if reason.kind == "movie":
         movie = catalogue.get(reason.id)
         title = movie.title if movie else f"Movie {reason.id}"
-    return Because(reason.source, reason.id, title, reason.similarity, reason.rating)
+    return Because(reason.kind, reason.id, title, reason.similarity, reason.rating)

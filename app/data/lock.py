@@ -1,0 +1,74 @@
+"""One file lock for the workers that share DATA_DIR: whoever holds it fetches or builds.
+
+The lock is an advisory `flock` on a small file beside what it guards. Waiting polls rather
+than blocks, so that a waiter on the event loop never stalls it and a waiter in a thread
+notices when the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+POLL_SECONDS = 0.1
+
+
+class LockAbandoned(Exception):
+    """The server stopped while waiting for another worker to release the lock."""
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        return False
+    return True
+
+
+def _open(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+@contextlib.contextmanager
+def held(
+    path: Path, on_wait: Callable[[], None], stopping: threading.Event | None = None
+) -> Iterator[None]:
+    """Hold the lock at `path` (blocking, for threads); `on_wait` is called once if it is taken.
+
+    LockAbandoned if `stopping` is set while waiting.
+    """
+    fd = _open(path)
+    try:
+        if not _try_lock(fd):
+            on_wait()
+            never = threading.Event()
+            while not _try_lock(fd):
+                if (stopping or never).wait(POLL_SECONDS):
+                    raise LockAbandoned(f"stopped while waiting for {path.name}")
+        yield
+    finally:
+        # Closing the descriptor releases the lock.
+        os.close(fd)
+
+
+@contextlib.asynccontextmanager
+async def held_async(path: Path, on_wait: Callable[[], None]) -> AsyncIterator[None]:
+    """Hold the lock at `path` without blocking the event loop while another worker has it."""
+    fd = _open(path)
+    try:
+        if not _try_lock(fd):
+            on_wait()
+            while not _try_lock(fd):
+                await asyncio.sleep(POLL_SECONDS)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,63 @@
+"""The engine: builds the model, keeps it, and answers through one async facade, `Service`.
+
+The web layer imports this package and nothing below it: the names here are the whole of
+what it may use.
+"""
+
+from app.data.catalogue import Movie
+from app.engine.answers import Because, MovieResult, Recommendations
+from app.engine.engine import Engine, check_algorithms
+from app.engine.queries import (
+    DEFAULT_K,
+    DEFAULT_N,
+    MAX_K,
+    MAX_N,
+    MAX_RATINGS,
+    NO_FILTERS,
+    Filters,
+    InvalidRatings,
+    Ratings,
+)
+from app.engine.service import CacheInfo, Reply, Service, Visit, VisitRequest
+from app.engine.status import (
+    AlgorithmStatus,
+    AlgorithmUnavailable,
+    Availability,
+    NotReady,
+    State,
+    Status,
+    UnknownAlgorithm,
+)
+from app.recommender import Neighbour, UnknownUser
+
+__all__ = [
+    "DEFAULT_K",
+    "DEFAULT_N",
+    "MAX_K",
+    "MAX_N",
+    "MAX_RATINGS",
+    "NO_FILTERS",
+    "AlgorithmStatus",
+    "AlgorithmUnavailable",
+    "Availability",
+    "Because",
+    "CacheInfo",
+    "Engine",
+    "Filters",
+    "InvalidRatings",
+    "Movie",
+    "MovieResult",
+    "Neighbour",
+    "NotReady",
+    "Ratings",
+    "Recommendations",
+    "Reply",
+    "Service",
+    "State",
+    "Status",
+    "UnknownAlgorithm",
+    "UnknownUser",
+    "Visit",
+    "VisitRequest",
+    "check_algorithms",
+]

@@ -1,0 +1,179 @@
+"""The page for a MovieLens user and its fragments, the loading card, About and health."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from quart import Blueprint, redirect, request, url_for
+from quart.typing import ResponseReturnValue
+
+from app.engine import DEFAULT_K, DEFAULT_N, Recommendations
+from app.web.errors import KNOWN_ERRORS, problem
+from app.web.params import parse_query
+from app.web.shared import (
+    LIMITS,
+    VARY,
+    fragment_headers,
+    is_fragment_request,
+    query_args,
+    render,
+    service,
+)
+
+bp = Blueprint("web", __name__)
+
+FORM_FIELDS = ("user_id", "n", "k", "algorithm")
+
+
+def results_fragment(results: Recommendations) -> str:
+    """The results a search swaps in (rendered in the Service's worker thread, and cached)."""
+    return render("partials/_results.html", results=results, error=None)
+
+
+@bp.get("/")
+async def index() -> tuple[str, int, dict[str, str]]:
+    """The page; with ?user_id= it carries the results, and htmx gets only the results."""
+    args = query_args()
+    if not service().ready:
+        return not_ready()
+    fragment = is_fragment_request()
+    try:
+        query = parse_query(args)
+        reply = (
+            await service().recommend(
+                query.user_id,
+                query.n,
+                query.k,
+                query.algorithm,
+                render=results_fragment if fragment else None,
+            )
+            if query
+            else None
+        )
+    except KNOWN_ERRORS as exc:
+        told = problem(exc)
+        if fragment:
+            html = render("partials/_results.html", error=told.message, results=None)
+            return html, told.status, fragment_headers(pushed=False)
+        page = _context(args, error=told.message, error_field=told.field)
+        return render("index.html", **page), told.status, VARY
+    if fragment:
+        return (reply.html or "") if reply else "", 200, fragment_headers(pushed=True)
+    page = _context(args, results=reply.value if reply else None)
+    return render("index.html", **page), 200, VARY
+
+
+@bp.get("/status")
+async def status() -> tuple[str, int, dict[str, str]]:
+    """The loading card while building; once ready, the form (and results for the page's query)."""
+    args = query_args()
+    if not service().ready:
+        return render("partials/_status.html", **_context({})), 200, VARY
+    # A poll always succeeds; a bad query shows its message inside the form it swaps in.
+    try:
+        query = parse_query(args)
+        results = (
+            (await service().recommend(query.user_id, query.n, query.k, query.algorithm)).value
+            if query
+            else None
+        )
+        page = _context(args, results=results)
+    except KNOWN_ERRORS as exc:
+        told = problem(exc)
+        page = _context(args, error=told.message, error_field=told.field)
+    return render("partials/_app.html", **page), 200, VARY
+
+
+@bp.post("/retry")
+async def retry() -> ResponseReturnValue:
+    """Start a new build after a failure; htmx gets the loading card, a plain form a redirect."""
+    service().start()
+    if is_fragment_request():
+        return render("partials/_status.html", **_context({})), 200, VARY
+    return redirect(url_for("web.index"), 303)
+
+
+@bp.get("/about")
+async def about() -> tuple[str, int, dict[str, str]]:
+    """How the algorithms compare offline: the latest evaluation table, its split and date."""
+    found = await service().evaluation()
+    report, local = found if found else (None, False)
+    html = render(
+        "about.html",
+        report=report,
+        local=local,
+        algorithms=service().algorithms(),
+        default_algorithm=service().default_algorithm(),
+        status=service().status,
+    )
+    return html, 200, {}
+
+
+@bp.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+async def readyz() -> tuple[dict[str, Any], int]:
+    """Readiness: 200 once the model is served, else 503 with the phase or the error."""
+    current = service().status
+    body: dict[str, Any] = {"status": current.state.value, "phase": current.phase}
+    if current.error:
+        body["error"] = current.error
+    return body, 200 if service().ready else 503
+
+
+@bp.get("/favicon.ico")
+async def favicon() -> ResponseReturnValue:
+    """Browsers ask for /favicon.ico whatever the page links; send them the SVG."""
+    return redirect(url_for("static", filename="img/favicon.svg"), 301)
+
+
+def not_ready() -> tuple[str, int, dict[str, str]]:
+    """While the model loads: the message alone for htmx, else the page with the loading card.
+
+    A page without a query is a normal visit (200); one with a query could not be answered.
+    """
+    if is_fragment_request():
+        html = render("partials/_error.html", error=_not_ready_message())
+        return html, 503, fragment_headers(pushed=False)
+    status = 503 if "user_id" in request.args else 200
+    return render("index.html", **_context({})), status, VARY
+
+
+def loading_page() -> tuple[str, int, dict[str, str]]:
+    """503 while the model loads: the message alone for htmx, else a page that reloads itself."""
+    if is_fragment_request():
+        html = render("partials/_error.html", error=_not_ready_message())
+        return html, 503, fragment_headers(pushed=False)
+    return render("loading.html", message=_not_ready_message()), 503, VARY
+
+
+def _not_ready_message() -> str:
+    current = service().status
+    if current.error:
+        return f"The recommender is unavailable: {current.error}"
+    return "The recommender is still loading; try again in a moment."
+
+
+def _context(args: Mapping[str, str], **shown: Any) -> dict[str, Any]:
+    """What the page's templates show: status, algorithms, the form as typed, and `shown`."""
+    form = {name: args.get(name, "") for name in FORM_FIELDS}
+    # Show the defaults as values, so the pushed URL reads ?user_id=42&n=5&k=5.
+    form["n"] = form["n"] or str(DEFAULT_N)
+    form["k"] = form["k"] or str(DEFAULT_K)
+    return {
+        "status": service().status,
+        "algorithms": service().algorithms(),
+        "default_algorithm": service().default_algorithm(),
+        "form": form,
+        "results": None,
+        "error": None,
+        "error_field": None,
+        "query_string": request.query_string.decode("ascii", "replace"),
+        "limits": LIMITS,
+        **shown,
+    }

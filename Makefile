@@ -24,6 +24,7 @@ lint: install
 	$(BIN)/ruff check app tests bench
 	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Benchmarks print tables; the 25M size generates ~670 MB of synthetic CSV under data/bench
 # once and takes several minutes. BENCH_SIZES=100k,1M for a quick run.

@@ -48,6 +48,15 @@ class Reply(Generic[T]):
 
 
 @dataclass(frozen=True)
+class _Kept(Generic[T]):
+    """An answer in the cache, with the HTML `render` made from it, if any."""
+
+    value: T
+    render: Callable[[T], str] | None = None
+    html: str | None = None
+
+
+@dataclass(frozen=True)
 class VisitRequest:
     """What the rating page asks: the ratings kept so far and one change to them.
 
@@ -97,7 +106,7 @@ class Service:
         self.settings = settings
         self.engine = Engine(settings)
         # Answers (and HTML rendered from them) change only when the model does.
-        self._answers: LRUCache[Any] = LRUCache(settings.result_cache)
+        self._answers: LRUCache[_Kept[Any]] = LRUCache(settings.result_cache)
         self._slots = asyncio.Semaphore(settings.compute_threads)
 
     @property
@@ -254,8 +263,8 @@ class Service:
     ) -> tuple[Recommendations, Ratings]:
         ratings = choice.model.check_ratings(pairs)
         key = ("ratings", self._key(choice, ratings, n, k, filters))
-        answer = self._answers.get(key)
-        if answer is None:
+        kept = self._answers.get(key)
+        if kept is None:
             answer = choice.model.recommend(
                 choice.algorithm,
                 choice.model.profile_for(ratings),
@@ -265,8 +274,9 @@ class Service:
                 filters=filters,
                 note=choice.note,
             )
-            self._answers.put(key, answer)
-        return answer, ratings
+            kept = _Kept(answer)
+            self._answers.put(key, kept)
+        return kept.value, ratings
 
     def _key(self, choice: Choice, who: Hashable, n: int, k: int, filters: Filters) -> Hashable:
         # k changes nothing for algorithms without a neighbourhood: one entry for all k.
@@ -279,20 +289,17 @@ class Service:
         compute: Callable[[], R],
         render: Callable[[R], str] | None,
     ) -> Reply[R]:
-        """The answer (and its HTML) from the cache, else both made in one hop and kept."""
-        answer = self._answers.get(key)
-        html = self._answers.get((key, render)) if render and answer is not None else None
-        if answer is not None and (render is None or html is not None):
-            return Reply(answer, html)
+        """The answer (and its HTML) from the cache, else what is missing made in one hop."""
+        kept = self._answers.get(key)
+        if kept is not None and (render is None or kept.render is render):
+            return Reply(kept.value, kept.html if render else None)
 
         def work() -> Reply[R]:
-            made = answer if answer is not None else compute()
-            return Reply(made, render(made) if render else None)
+            value = kept.value if kept is not None else compute()
+            return Reply(value, render(value) if render else None)
 
         reply = await self._off_loop(work)
-        self._answers.put(key, reply.value)
-        if render is not None:
-            self._answers.put((key, render), reply.html)
+        self._answers.put(key, _Kept(reply.value, render, reply.html))
         return reply
 
     async def _off_loop(self, func: Callable[..., R], *args: Any) -> R:

@@ -35,13 +35,14 @@ def results_fragment(results: Recommendations) -> str:
 async def index() -> tuple[str, int, dict[str, str]]:
     """The page; with ?user_id= it carries the results, and htmx gets only the results."""
     args = query_args()
-    if not service().ready:
+    recommender = service()
+    if not recommender.ready:
         return not_ready()
     fragment = is_fragment_request()
     try:
         query = parse_query(args)
         reply = (
-            await service().recommend(
+            await recommender.recommend(
                 query.user_id,
                 query.n,
                 query.k,

@@ -16,6 +16,7 @@ from app.web.shared import (
     VARY,
     fragment_headers,
     is_fragment_request,
+    not_ready_message,
     query_args,
     render,
     service,
@@ -139,25 +140,10 @@ def not_ready() -> tuple[str, int, dict[str, str]]:
     A page without a query is a normal visit (200); one with a query could not be answered.
     """
     if is_fragment_request():
-        html = render("partials/_error.html", error=_not_ready_message())
+        html = render("partials/_error.html", error=not_ready_message())
         return html, 503, fragment_headers(pushed=False)
     status = 503 if "user_id" in request.args else 200
     return render("index.html", **_context({})), status, VARY
-
-
-def loading_page() -> tuple[str, int, dict[str, str]]:
-    """503 while the model loads: the message alone for htmx, else a page that reloads itself."""
-    if is_fragment_request():
-        html = render("partials/_error.html", error=_not_ready_message())
-        return html, 503, fragment_headers(pushed=False)
-    return render("loading.html", message=_not_ready_message()), 503, VARY
-
-
-def _not_ready_message() -> str:
-    current = service().status
-    if current.error:
-        return f"The recommender is unavailable: {current.error}"
-    return "The recommender is still loading; try again in a moment."
 
 
 def _context(args: Mapping[str, str], **shown: Any) -> dict[str, Any]:

@@ -15,13 +15,13 @@ from quart import Blueprint, Response, url_for
 
 from app.engine import InvalidRatings, Ratings, Visit, VisitRequest
 from app.web.errors import problem
-from app.web.pages import loading_page
 from app.web.params import InvalidInput, parse_rating_list, parse_visit
 from app.web.shared import (
     LIMITS,
     VARY,
     fragment_headers,
     is_fragment_request,
+    loading_page,
     query_args,
     render,
     service,

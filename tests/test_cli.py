@@ -58,9 +58,9 @@ def test_bad_environment_names_the_variable(
     assert "DOWNLOAD_RETRIES='-1'" in capsys.readouterr().err
 
 
-def test_an_unknown_algorithm_is_a_usage_error(tmp_path: Path) -> None:
-    environ = {**os.environ, "ALGORITHMS": "nope", "DATA_DIR": str(tmp_path)}
-    done = subprocess.run(
+def serve_once(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m app serve` in a subprocess that is expected to exit by itself."""
+    return subprocess.run(
         [sys.executable, "-m", "app", "serve"],
         env=environ,
         cwd=Path(__file__).resolve().parents[1],
@@ -68,6 +68,11 @@ def test_an_unknown_algorithm_is_a_usage_error(tmp_path: Path) -> None:
         text=True,
         timeout=30,
     )
+
+
+def test_an_unknown_algorithm_is_a_usage_error(tmp_path: Path) -> None:
+    environ = {**os.environ, "ALGORITHMS": "nope", "DATA_DIR": str(tmp_path)}
+    done = serve_once(environ)
     assert done.returncode == 2, done.stderr
     assert "ALGORITHMS must list known algorithms" in done.stderr
     assert "unknown: nope" in done.stderr and "Traceback" not in done.stderr
@@ -135,13 +140,6 @@ def test_workers_each_listen_and_a_busy_port_is_refused(tmp_path: Path) -> None:
             "WORKERS": "2",
             "DATA_DIR": str(tmp_path),
         }
-        done = subprocess.run(
-            [sys.executable, "-m", "app", "serve"],
-            env=environ,
-            cwd=Path(__file__).resolve().parents[1],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        done = serve_once(environ)
     assert done.returncode == 1
     assert "Cannot listen on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,16 +21,13 @@ def create_app(settings: Settings | None = None) -> Quart:
     """
     from quart import Quart
 
-    from app import web
+    from app import logs, web
     from app.config import Settings
     from app.engine import Service
 
     settings = settings or Settings.from_env()
-    if not logging.getLogger().handlers:
-        # Hypercorn workers are fresh processes: give the app's own log lines somewhere to go.
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("app").setLevel(settings.log_level)
-    logging.getLogger("hypercorn").setLevel(settings.log_level)
+    # Hypercorn workers are fresh processes: give the app's own log lines somewhere to go.
+    logs.configure(settings.log_level)
     app = Quart(
         __name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static")
     )

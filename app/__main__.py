@@ -10,11 +10,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from app import logs
 from app.config import ConfigError, Settings
 from app.data.movielens import DatasetError
 from app.engine import check_algorithms
 from app.evaluation.command import Options, candidates, run
-from app.server import hypercorn_config, run_workers, serve_until_signalled
+from app.server import (
+    hypercorn_config,
+    raise_file_limit,
+    run_workers,
+    serve_until_signalled,
+)
 
 COMMANDS = ("serve", "evaluate")
 
@@ -44,15 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     """Run Hypercorn in the foreground until SIGTERM or SIGINT, then stop gracefully."""
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level)
     # Workers re-read the environment in create_app(); pass the command-line overrides on.
     os.environ.update(HOST=settings.host, PORT=str(settings.port), WORKERS=str(settings.workers))
     if settings.workers > 1:
         # Worker processes with a socket each; this one forwards SIGTERM and restarts the dead.
         return run_workers(settings)
     # One worker runs in this process, so in a container it is PID 1 and gets SIGTERM itself.
+    raise_file_limit()
     asyncio.run(serve_until_signalled(hypercorn_config(settings)))
     return 0
 

@@ -217,6 +217,23 @@ SETTINGS: tuple[Setting, ...] = (
         "the cache off.",
     ),
     Setting(
+        "result_cache_bytes",
+        "RESULT_CACHE_BYTES",
+        64 << 20,
+        _positive_int,
+        "Most memory, in bytes, the recent answers of each worker may take (estimated); the "
+        "least recently used go first.",
+    ),
+    Setting(
+        "retry_backoff",
+        "RETRY_BACKOFF",
+        5.0,
+        _positive_float,
+        "Seconds before a failed build is tried again by itself; the pause doubles after each "
+        "failure, up to 5 minutes. POST /retry (the page's Try again) retries at once, in "
+        "every worker.",
+    ),
+    Setting(
         "log_level",
         "LOG_LEVEL",
         "INFO",
@@ -244,6 +261,8 @@ class Settings:
     compute_threads: int = 1
     algorithms: tuple[str, ...] = ALL_ALGORITHMS
     result_cache: int = 4096
+    result_cache_bytes: int = 64 << 20
+    retry_backoff: float = 5.0
     log_level: str = "INFO"
 
     @classmethod

@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import resource
 import signal
 import socket
+import sys
 import threading
 import time
+from dataclasses import dataclass
 
 from hypercorn.config import Config
 
+from app import logs
 from app.config import Settings
 
 # Seconds that requests in flight get to finish after SIGTERM; below the 10 s a container engine
 # waits before it kills.
 GRACEFUL_TIMEOUT = 8.0
-# A worker that exits sooner than this after starting is not restarted: something is wrong.
+# A worker that exits sooner than this after starting may not be able to run at all: it is
+# restarted after a pause that doubles each time, and MAX_QUICK_EXITS in a row stop the server.
 CRASH_LOOP_SECONDS = 5.0
+MAX_QUICK_EXITS = 5
+RESTART_PAUSE = 0.5
+PR_SET_PDEATHSIG = 1
 log = logging.getLogger(__name__)
 
 
@@ -91,12 +101,12 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker() -> None:
+def _worker(parent: int) -> None:
     """One worker process: its own socket, Hypercorn in this process until SIGTERM."""
+    _die_with_parent(parent)
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level)
+    raise_file_limit()
     config = hypercorn_config(settings)
     sock = listening_socket(settings.host, settings.port)
     config.bind = [f"fd://{sock.fileno()}"]
@@ -105,12 +115,48 @@ def _worker() -> None:
     asyncio.run(serve_until_signalled(config, signals=(signal.SIGTERM,)))
 
 
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel send SIGTERM to this worker when the supervisor dies, however it dies.
+
+    Without it a killed supervisor leaves its workers listening as orphans, and the next
+    start adds more listeners on the same port (SO_REUSEPORT).
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        sys.exit(0)
+
+
+def raise_file_limit() -> None:
+    """Raise the soft limit on open files to the hard limit: each connection needs one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            log.debug("Raised the open-file limit from %d to %d", soft, hard)
+
+
+@dataclass
+class _Slot:
+    """One worker's place: the process in it, when it started, and how it has been exiting."""
+
+    name: str
+    process: multiprocessing.process.BaseProcess | None = None
+    started: float = 0.0
+    quick_exits: int = 0
+    restart_at: float = 0.0
+
+
 def run_workers(settings: Settings) -> int:
     """Run `settings.workers` worker processes until SIGTERM or SIGINT; restart any that die.
 
-    Each worker binds its own SO_REUSEPORT socket (see listening_socket). On a signal every
-    worker gets SIGTERM and finishes its requests in flight; the exit code is 0 once all
-    have stopped, 1 if one had to be killed.
+    Each worker binds its own SO_REUSEPORT socket (see listening_socket). A worker that dies
+    is replaced, at once if it had been running a while, else after a growing pause, while
+    the others go on serving; only a worker that dies straight after starting
+    MAX_QUICK_EXITS times in a row stops the server (exit code 1). On a signal every worker
+    gets SIGTERM and finishes its requests in flight; the exit code is 0 once all have
+    stopped, 1 if one had to be killed.
     """
     # The port is checked here first, so a port in use fails once with a clear message.
     try:
@@ -118,37 +164,60 @@ def run_workers(settings: Settings) -> int:
     except OSError as exc:
         log.error("Cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror)
         return 1
+    raise_file_limit()
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
+    slots = [_Slot(f"worker-{i}") for i in range(settings.workers)]
 
     def on_signal(signum: int, frame: object) -> None:
         if not stopping.is_set():
-            log.info("%s received: stopping %d workers", signal.Signals(signum).name, len(workers))
+            log.info("%s received: stopping %d workers", signal.Signals(signum).name, len(slots))
         stopping.set()
+
+    def start(slot: _Slot) -> None:
+        slot.process = context.Process(target=_worker, args=(os.getpid(),), name=slot.name)
+        slot.process.start()
+        slot.started = time.monotonic()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    workers = [context.Process(target=_worker, name=f"worker-{i}") for i in range(settings.workers)]
-    started = {}
-    for worker in workers:
-        worker.start()
-        started[worker.name] = time.monotonic()
+    for slot in slots:
+        start(slot)
     failed = False
     while not stopping.is_set():
-        multiprocessing.connection.wait([w.sentinel for w in workers], timeout=0.5)
-        for index, worker in enumerate(workers):
-            if worker.exitcode is None or stopping.is_set():
+        running = [s.process.sentinel for s in slots if s.process is not None]
+        multiprocessing.connection.wait(running, timeout=0.2)
+        now = time.monotonic()
+        for slot in slots:
+            if stopping.is_set():
+                break
+            if slot.process is None:
+                if now >= slot.restart_at:
+                    start(slot)
                 continue
-            if time.monotonic() - started[worker.name] < CRASH_LOOP_SECONDS:
-                # Dying straight after start means it cannot run at all: do not spin on it.
-                log.error("%s exited with %s at start; stopping", worker.name, worker.exitcode)
+            code = slot.process.exitcode
+            if code is None:
+                continue
+            slot.process = None
+            slot.quick_exits = (
+                slot.quick_exits + 1 if now - slot.started < CRASH_LOOP_SECONDS else 0
+            )
+            if slot.quick_exits >= MAX_QUICK_EXITS:
+                log.error(
+                    "%s cannot start: it exited %d times in a row within %.0f s of starting "
+                    "(last exit code %s); stopping the server",
+                    slot.name,
+                    slot.quick_exits,
+                    CRASH_LOOP_SECONDS,
+                    code,
+                )
                 failed = True
                 stopping.set()
                 break
-            log.error("%s exited with %s; starting another", worker.name, worker.exitcode)
-            workers[index] = context.Process(target=_worker, name=worker.name)
-            workers[index].start()
-            started[worker.name] = time.monotonic()
+            pause = 0.0 if slot.quick_exits == 0 else RESTART_PAUSE * 2 ** (slot.quick_exits - 1)
+            slot.restart_at = now + pause
+            log.error("%s exited with %s; starting another in %.1f s", slot.name, code, pause)
+    workers = [s.process for s in slots if s.process is not None]
     for worker in workers:
         if worker.is_alive() and worker.pid is not None:
             os.kill(worker.pid, signal.SIGTERM)

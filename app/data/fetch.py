@@ -8,6 +8,7 @@ the next start reuse it without any request. A file lock serialises workers shar
 from __future__ import annotations
 
 import asyncio
+import glob
 import hashlib
 import json
 import logging
@@ -34,7 +35,8 @@ ProgressCallback = Callable[[str, int, int | None], None]
 """Called with (phase, done, total); total is None when unknown."""
 
 MARKER = ".movierec-extracted.json"
-MARKER_VERSION = 1
+# 2: each file's size, modification time and CRC-32 (1 had sizes only).
+MARKER_VERSION = 2
 CHUNK_BYTES = 1 << 16
 OFFLINE_HINT = (
     "Check the network connection, or download the zip elsewhere and set MOVIELENS_SOURCE "
@@ -109,6 +111,7 @@ async def _fetch_url(url: str, settings: Settings, report: ProgressCallback) -> 
     folder = data_dir / name
     origin = {"url": url}
     async with lock.held_async(data_dir / f".{name}.lock", _waiting(report)):
+        _clean_leftovers(data_dir, name)
         if _cached(folder, origin, settings.checksum):
             log.info("Using cached dataset in %s (no download)", folder)
             return folder
@@ -133,6 +136,7 @@ async def _fetch_local_zip(path: Path, settings: Settings, report: ProgressCallb
     info = path.stat()
     origin = {"path": str(path.resolve()), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
     async with lock.held_async(settings.data_dir / f".{name}.lock", _waiting(report)):
+        _clean_leftovers(settings.data_dir, name)
         if _cached(folder, origin, settings.checksum):
             log.info("Using cached dataset in %s", folder)
             return folder
@@ -151,7 +155,11 @@ async def _fetch_local_zip(path: Path, settings: Settings, report: ProgressCallb
 
 
 def _cached(folder: Path, origin: Mapping[str, object], checksum: str) -> bool:
-    """True when `folder` holds a complete extraction of the same origin (and checksum)."""
+    """True when `folder` holds a complete, unchanged extraction of the same origin (and checksum).
+
+    A file whose size or modification time differs from the marker's was changed after it
+    was extracted (an edit of the same size included): it is extracted again from the zip.
+    """
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -161,16 +169,53 @@ def _cached(folder: Path, origin: Mapping[str, object], checksum: str) -> bool:
     try:
         if checksum and not _Digests(**marker["digests"]).matches(checksum):
             return False
-    except (KeyError, TypeError):
+        files = {name: (int(f["size"]), int(f["mtime_ns"])) for name, f in marker["files"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
         return False
-    files = marker.get("files", {})
     if not files:
         return False
-    for relative, size in files.items():
-        member = folder / relative
-        if not member.is_file() or member.stat().st_size != size:
+    for relative, (size, mtime_ns) in files.items():
+        try:
+            info = (folder / relative).stat()
+        except OSError:
+            info = None
+        if info is None or (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
+            log.warning(
+                "%s has changed since it was extracted; extracting the release again from the zip",
+                relative,
+            )
             return False
     return True
+
+
+def forget_extraction(folder: Path) -> bool:
+    """Make the next fetch extract the release again (its files failed to load).
+
+    False when `folder` is not an extraction of ours (a folder given as the source).
+    """
+    marker = folder / MARKER
+    if not marker.is_file():
+        return False
+    marker.unlink(missing_ok=True)
+    return True
+
+
+def _clean_leftovers(data_dir: Path, name: str) -> None:
+    """Remove what an interrupted extraction or download left behind (called under the lock)."""
+    leftovers = [
+        *data_dir.glob(f".{glob.escape(name)}.*.tmp"),
+        *data_dir.glob(f".{glob.escape(name)}.zip.*.part"),
+    ]
+    for path in leftovers:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if leftovers:
+        log.warning(
+            "Removed %d file(s) an interrupted download or extraction left in DATA_DIR",
+            len(leftovers),
+        )
 
 
 async def _download(url: str, dest: Path, settings: Settings, report: ProgressCallback) -> _Digests:
@@ -398,7 +443,7 @@ def _extract(
     try:
         with zipfile.ZipFile(zip_path) as archive:
             members = _safe_members(archive, max_bytes)
-            files: dict[str, int] = {}
+            files: dict[str, dict[str, int]] = {}
             for info in members:
                 relative = PurePosixPath(info.filename.replace("\\", "/"))
                 target = staging.joinpath(*relative.parts)
@@ -408,7 +453,12 @@ def _extract(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as src, target.open("wb") as dst:
                     shutil.copyfileobj(src, dst, CHUNK_BYTES)
-                files[relative.as_posix()] = target.stat().st_size
+                written = target.stat()
+                files[relative.as_posix()] = {
+                    "size": written.st_size,
+                    "mtime_ns": written.st_mtime_ns,
+                    "crc32": info.CRC,
+                }
         marker = {
             "version": MARKER_VERSION,
             "origin": origin,

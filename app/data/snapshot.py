@@ -34,6 +34,10 @@ class SnapshotError(Exception):
     """The snapshot is missing, stale or damaged; the caller rebuilds it."""
 
 
+class SnapshotMissing(SnapshotError):
+    """There is no snapshot yet: the usual first start, not damage."""
+
+
 def write(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
     """Write `arrays` and `meta` to `path` through a temporary file renamed into place."""
     layout: dict[str, dict[str, Any]] = {}
@@ -79,7 +83,7 @@ def read(path: Path, expect: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], 
         with path.open("rb") as source:
             mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
     except FileNotFoundError:
-        raise SnapshotError(f"no snapshot at {path}") from None
+        raise SnapshotMissing(f"no snapshot at {path}") from None
     except (OSError, ValueError) as exc:
         raise SnapshotError(f"cannot map {path}: {exc}") from None
     try:

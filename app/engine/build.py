@@ -17,7 +17,7 @@ from pathlib import Path
 from app.config import Settings
 from app.data import lock, snapshot
 from app.data.catalogue import Catalogue
-from app.data.fetch import ProgressCallback, fetch_dataset
+from app.data.fetch import ProgressCallback, fetch_dataset, forget_extraction
 from app.data.movielens import DatasetError, find_release_dir, load
 from app.engine.model import Model
 from app.recommender import RatingMatrix
@@ -45,9 +45,19 @@ async def build_model(
     """
     try:
         folder = await fetch_dataset(settings, report)
-        return await asyncio.to_thread(_map_or_build, settings, folder, report, stopping)
+        try:
+            return await asyncio.to_thread(_map_or_build, settings, folder, report, stopping)
+        except DatasetError as exc:
+            if not forget_extraction(folder):
+                raise
+            # The extracted files were damaged in a way their size and time do not show.
+            log.warning("The extracted files fail to load (%s); extracting them again", exc)
+            folder = await fetch_dataset(settings, report)
+            return await asyncio.to_thread(_map_or_build, settings, folder, report, stopping)
     except OSError as exc:
-        raise StorageError(f"Could not read or write the dataset: {exc}") from exc
+        log.error("Reading or writing the dataset failed: %s", exc)
+        reason = exc.strerror or type(exc).__name__
+        raise StorageError(f"Could not read or write the dataset in DATA_DIR: {reason}.") from exc
 
 
 def _map_or_build(
@@ -65,10 +75,13 @@ def _map_or_build(
         lambda: enter("waiting for another worker's model"),
         stopping,
     ):
+        _clean_leftovers(path)
         try:
             return _mapped(path, expect, from_snapshot=True)
-        except snapshot.SnapshotError as exc:
+        except snapshot.SnapshotMissing as exc:
             log.info("Building the model from the CSV files (%s)", exc)
+        except snapshot.SnapshotError as exc:
+            log.warning("Building the model again from the CSV files: %s", exc)
         enter("loading ratings")
         dataset = load(release)
         enter("building the rating matrix")
@@ -83,6 +96,15 @@ def _map_or_build(
             return Model.of(matrix, catalogue, from_snapshot=False)
         del matrix, catalogue
         return _mapped(path, expect, from_snapshot=False)
+
+
+def _clean_leftovers(path: Path) -> None:
+    """Remove partial snapshots an interrupted build left beside `path` (under the lock)."""
+    leftovers = list(path.parent.glob(f".{path.name}.*.part"))
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    if leftovers:
+        log.warning("Removed %d partial snapshot(s) an interrupted build left", len(leftovers))
 
 
 def _mapped(path: Path, expect: dict[str, object], *, from_snapshot: bool) -> Model:

@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import gc
 import logging
+import re
 import threading
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 from app.config import ALL_ALGORITHMS, ConfigError, Settings
@@ -40,6 +42,11 @@ from app.recommender import (
 )
 
 log = logging.getLogger(__name__)
+
+MAX_RETRY_PAUSE = 300.0
+RETRY_POLL_SECONDS = 1.0
+RETRY_MARKER = ".retry-requested"
+"""Touched by POST /retry in DATA_DIR; every failed worker watches it and builds again."""
 
 
 class Choice(NamedTuple):
@@ -71,6 +78,8 @@ class Engine:
         self._availability: dict[str, AlgorithmStatus] = {}
         self._building: asyncio.Task[None] | None = None
         self._fitting: asyncio.Task[None] | None = None
+        self._retrying: asyncio.Task[None] | None = None
+        self._failures = 0
         self._generation = 0
         self._stopping = threading.Event()
 
@@ -101,14 +110,24 @@ class Engine:
         """Start a build in the background unless one is running or the model is ready."""
         if (self._building is not None and not self._building.done()) or self.ready:
             return
+        if self._retrying is not None:
+            self._retrying.cancel()
         # Loading from this moment, so a page rendered right after a retry already polls.
         self._status = Status(State.LOADING, "starting")
         self._building = asyncio.get_running_loop().create_task(self.build(), name="engine-build")
 
+    def retry(self) -> None:
+        """Build again now after a failure, here and, through DATA_DIR, in every other worker."""
+        with contextlib.suppress(OSError):  # an unwritable DATA_DIR may be what failed
+            marker = self._retry_marker
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(str(time.time()))
+        self.start()
+
     async def stop(self) -> None:
-        """Cancel a build or fits in progress (on shutdown)."""
+        """Cancel a build, fits or a pending retry (on shutdown)."""
         self._stopping.set()
-        for task in (self._building, self._fitting):
+        for task in (self._building, self._fitting, self._retrying):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -133,6 +152,7 @@ class Engine:
                 "Retry; if it fails again, report the log.",
             )
             return
+        self._failures = 0
         self._availability = {name: self._initial(name) for name in ALGORITHMS}
         self._model = model
         self._generation += 1
@@ -235,8 +255,49 @@ class Engine:
         self._status = Status(State.LOADING, phase, done, total)
 
     def _fail(self, error: str, hint: str) -> None:
+        """Record a failed build, with what clients may read, and try again later by itself."""
         log.error("Dataset unavailable: %s", error)
-        self._status = Status(State.FAILED, "failed", error=error, hint=hint)
+        self._status = Status(State.FAILED, "failed", error=self._public(error), hint=hint)
+        self._failures += 1
+        pause = min(MAX_RETRY_PAUSE, self.settings.retry_backoff * 2 ** (self._failures - 1))
+        self._retrying = asyncio.get_running_loop().create_task(
+            self._retry_after(pause), name="engine-retry"
+        )
+
+    async def _retry_after(self, pause: float) -> None:
+        """Start a build after `pause` seconds, or sooner if any worker asks for a retry."""
+        asked = self._retry_asked_at()
+        deadline = time.monotonic() + pause
+        while time.monotonic() < deadline and self._retry_asked_at() == asked:
+            await asyncio.sleep(min(RETRY_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        log.info("Trying the build again")
+        self._retrying = None
+        self.start()
+
+    @property
+    def _retry_marker(self) -> Path:
+        return self.settings.data_dir / RETRY_MARKER
+
+    def _retry_asked_at(self) -> float | None:
+        try:
+            return self._retry_marker.stat().st_mtime
+        except OSError:
+            return None
+
+    def _public(self, error: str) -> str:
+        """The error as clients may read it: settings named instead of server paths and URLs.
+
+        The log keeps the full text.
+        """
+        for secret, name in (
+            (str(self.settings.data_dir.resolve()), "DATA_DIR"),
+            (str(self.settings.data_dir), "DATA_DIR"),
+            (self.settings.source, "MOVIELENS_SOURCE"),
+        ):
+            if len(secret) > 1:
+                error = error.replace(secret, name)
+        error = re.sub(r"https?://\S+", "MOVIELENS_SOURCE", error)
+        return re.sub(r"(?<![\w.])/[^\s'\"]+", "(a file on the server)", error)
 
     def _ready(self, model: Model, elapsed: float) -> None:
         matrix = model.matrix

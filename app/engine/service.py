@@ -56,6 +56,27 @@ class _Kept(Generic[T]):
     html: str | None = None
 
 
+# What one cache entry takes, measured with a recursive sys.getsizeof over the objects
+# (tests/test_service.py checks the estimate against it): a fixed part, each film of the
+# answer, each reason, each rating in a visitor's key, and the HTML's characters.
+ENTRY_BYTES = 2_000
+FILM_BYTES = 700
+REASON_BYTES = 400
+RATING_BYTES = 80
+
+
+def entry_bytes(answer: Recommendations, html: str | None, ratings: int = 0) -> int:
+    """About how many bytes a cached answer takes with its key."""
+    reasons = sum(len(movie.reasons) for movie in answer.movies)
+    return (
+        ENTRY_BYTES
+        + FILM_BYTES * len(answer.movies)
+        + REASON_BYTES * reasons
+        + RATING_BYTES * ratings
+        + len(html or "")
+    )
+
+
 @dataclass(frozen=True)
 class VisitRequest:
     """What the rating page asks: the ratings kept so far and one change to them.
@@ -91,10 +112,12 @@ VISIT_ERRORS = (InvalidRatings, UnknownUser, UnknownAlgorithm, AlgorithmUnavaila
 
 @dataclass(frozen=True)
 class CacheInfo:
-    """How the answer cache is doing: entries held, and lookups that hit or missed."""
+    """How the answer cache is doing: entries and bytes held (and allowed), hits and misses."""
 
     entries: int
     capacity: int
+    bytes: int
+    max_bytes: int
     hits: int
     misses: int
 
@@ -106,7 +129,9 @@ class Service:
         self.settings = settings
         self.engine = Engine(settings)
         # Answers (and HTML rendered from them) change only when the model does.
-        self._answers: LRUCache[_Kept[Any]] = LRUCache(settings.result_cache)
+        self._answers: LRUCache[_Kept[Recommendations]] = LRUCache(
+            settings.result_cache, settings.result_cache_bytes
+        )
         self._slots = asyncio.Semaphore(settings.compute_threads)
 
     @property
@@ -120,8 +145,12 @@ class Service:
         return self.engine.ready
 
     def start(self) -> None:
-        """Start building in the background (at start-up, or to retry a failure)."""
+        """Start building in the background (at start-up)."""
         self.engine.start()
+
+    def retry(self) -> None:
+        """Build again now after a failure, in every worker sharing DATA_DIR."""
+        self.engine.retry()
 
     async def stop(self) -> None:
         """Cancel background work (on shutdown)."""
@@ -146,7 +175,14 @@ class Service:
     def cache_info(self) -> CacheInfo:
         """The answer cache's size and hit counts."""
         answers = self._answers
-        return CacheInfo(len(answers), answers.size, answers.hits, answers.misses)
+        return CacheInfo(
+            len(answers),
+            answers.size,
+            answers.bytes,
+            answers.max_bytes,
+            answers.hits,
+            answers.misses,
+        )
 
     async def recommend(
         self,
@@ -275,7 +311,7 @@ class Service:
                 note=choice.note,
             )
             kept = _Kept(answer)
-            self._answers.put(key, kept)
+            self._answers.put(key, kept, entry_bytes(answer, None, len(ratings)))
         return kept.value, ratings
 
     def _key(self, choice: Choice, who: Hashable, n: int, k: int, filters: Filters) -> Hashable:
@@ -286,20 +322,23 @@ class Service:
     async def _cached(
         self,
         key: Hashable,
-        compute: Callable[[], R],
-        render: Callable[[R], str] | None,
-    ) -> Reply[R]:
+        compute: Callable[[], Recommendations],
+        render: Callable[[Recommendations], str] | None,
+    ) -> Reply[Recommendations]:
         """The answer (and its HTML) from the cache, else what is missing made in one hop."""
         kept = self._answers.get(key)
         if kept is not None and (render is None or kept.render is render):
             return Reply(kept.value, kept.html if render else None)
 
-        def work() -> Reply[R]:
+        def work() -> Reply[Recommendations]:
             value = kept.value if kept is not None else compute()
             return Reply(value, render(value) if render else None)
 
         reply = await self._off_loop(work)
-        self._answers.put(key, _Kept(reply.value, render, reply.html))
+        weight = (
+            entry_bytes(reply.value, reply.html) if isinstance(reply.value, Recommendations) else 0
+        )
+        self._answers.put(key, _Kept(reply.value, render, reply.html), weight)
         return reply
 
     async def _off_loop(self, func: Callable[..., R], *args: Any) -> R:

@@ -25,8 +25,11 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 @bp.get("/status")
 async def status() -> dict[str, Any]:
-    """The engine's state, phase and progress."""
-    return status_json(service().status)
+    """The engine's state, phase and progress, and how full the answer cache is."""
+    return {
+        **status_json(service().status),
+        "answer_cache": dataclasses.asdict(service().cache_info()),
+    }
 
 
 @bp.get("/algorithms")

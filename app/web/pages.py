@@ -90,7 +90,7 @@ async def status() -> tuple[str, int, dict[str, str]]:
 @bp.post("/retry")
 async def retry() -> ResponseReturnValue:
     """Start a new build after a failure; htmx gets the loading card, a plain form a redirect."""
-    service().start()
+    service().retry()
     if is_fragment_request():
         return render("partials/_status.html", **_context({})), 200, VARY
     return redirect(url_for("web.index"), 303)

@@ -5,13 +5,17 @@ BIN := $(VENV)/bin
 HTMX := static/vendor/htmx.min.js
 IMAGE ?= localhost/movierec:test
 
-.PHONY: run test container-image container-test lint bench evaluate install static clean
+.PHONY: run test faults container-image container-test lint bench evaluate install static clean
 
 run: install static
 	$(BIN)/movierec serve
 
 test: install static
-	$(BIN)/python -m pytest -m "not container" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not container and not faults" $(PYTEST_ARGS)
+
+# Faults reproduced against real servers on 127.0.0.1: crashes, damage, hostile clients.
+faults: install static
+	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
 # The image built with Podman on a debootstrapped Debian base (see scripts/container-image).
 container-image: static

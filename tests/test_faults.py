@@ -1,0 +1,392 @@
+"""Faults an unlucky operator or a hostile client brings, each reproduced and survived.
+
+Run with `make faults` (`pytest -m faults`). Every case talks to 127.0.0.1 only, bounds its
+time and traffic, and stops what it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+from app.engine import Engine, Service, State
+from app.logs import RepeatLimiter
+from tests.conftest import make_zip
+from tests.tiny import TINY_MOVIES, TINY_RATINGS
+
+pytestmark = pytest.mark.faults
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """Status and body of a GET; 0 when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+def post(url: str, timeout: float = 2.0) -> int:
+    """Status of an empty POST."""
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def workers_of(pid: int) -> set[int]:
+    """The worker processes `pid` started (Linux), not multiprocessing's resource tracker."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and b"spawn_main" in command and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(condition: Callable[[], object], timeout: float, step: float = 0.1) -> bool:
+    """Poll `condition()` until it is true or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return False
+
+
+@dataclasses.dataclass
+class Server:
+    """`python -m app serve` in its own session, on a free port of 127.0.0.1."""
+
+    process: subprocess.Popen[str]
+    port: int
+    log: Path
+
+    def url(self, path: str) -> str:
+        """Absolute URL of `path` on this server."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def ready(self) -> bool:
+        """True when /readyz answers 200."""
+        return get(self.url("/readyz"))[0] == 200
+
+    def workers(self) -> set[int]:
+        """Worker process ids."""
+        return workers_of(self.process.pid)
+
+    def output(self) -> str:
+        """Everything the server logged so far."""
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        """SIGTERM the whole group, then SIGKILL what is left; the supervisor's exit code."""
+        if self.process.poll() is None:
+            with_group(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with_group(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        return self.process.returncode
+
+
+def with_group(pid: int, signum: int) -> None:
+    """Send `signum` to the process group led by `pid`, if it still exists."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signum)
+
+
+@pytest.fixture
+def tiny_source(tmp_path: Path) -> Path:
+    """The tiny release as a zip on disk."""
+    path = tmp_path / "ml-tiny.zip"
+    path.write_bytes(make_zip({"ratings.csv": TINY_RATINGS, "movies.csv": TINY_MOVIES}))
+    return path
+
+
+Start = Callable[..., Server]
+"""serve(source, workers=2, **environment) -> a started Server."""
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Start]:
+    """Start servers with extra environment; every one is stopped at the end."""
+    started: list[Server] = []
+
+    def start(source: Path, workers: int = 2, **environment: str) -> Server:
+        port = free_port()
+        log = tmp_path / f"server-{port}.log"
+        env = {
+            **os.environ,
+            "MOVIELENS_SOURCE": str(source),
+            "DATA_DIR": str(tmp_path / "data"),
+            "PORT": str(port),
+            "WORKERS": str(workers),
+            "LOG_LEVEL": "INFO",
+            **environment,
+        }
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve"],
+                cwd=ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        server = Server(process, port, log)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def test_a_second_crash_keeps_the_healthy_worker_serving(serve: Start, tiny_source: Path) -> None:
+    server: Server = serve(tiny_source)
+    assert wait_for(server.ready, 30), server.output()
+    assert wait_for(lambda: len(server.workers()) == 2, 10)
+    first = min(server.workers())
+    os.kill(first, signal.SIGKILL)
+    # Its replacement, killed within a second of starting: a crash at start.
+    assert wait_for(lambda: len(server.workers() - {first}) == 2, 10), server.output()
+    replacement = max(server.workers() - {first})
+    os.kill(replacement, signal.SIGKILL)
+    answered = 0
+    for _ in range(20):
+        answered += get(server.url("/healthz"))[0] == 200
+        time.sleep(0.1)
+    assert server.process.poll() is None, server.output()
+    assert answered >= 15  # the healthy worker went on serving
+    assert wait_for(lambda: len(server.workers()) == 2, 15), server.output()
+    assert wait_for(server.ready, 15)
+    assert "starting another in" in server.output()
+    assert server.stop() == 0
+
+
+def test_a_worker_that_cannot_start_stops_the_server_with_a_clear_line(
+    serve, tiny_source: Path, tmp_path: Path
+) -> None:
+    # Workers are started by multiprocessing's spawn; this site hook makes each one die at once.
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    hook = "import os, sys\nif 'spawn_main' in ' '.join(sys.orig_argv):\n    os._exit(3)\n"
+    (hooks / "sitecustomize.py").write_text(hook)
+    server: Server = serve(tiny_source, PYTHONPATH=str(hooks))
+    assert server.process.wait(timeout=60) == 1
+    assert "cannot start: it exited 5 times in a row" in server.output()
+
+
+def test_killing_the_supervisor_takes_its_workers_with_it(serve: Start, tiny_source: Path) -> None:
+    server: Server = serve(tiny_source)
+    assert wait_for(server.ready, 30), server.output()
+    workers = server.workers()
+    assert len(workers) == 2
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait(timeout=5)
+    assert wait_for(lambda: not any(alive(pid) for pid in workers), 10)
+    with socket.socket() as probe:  # nothing listens any more
+        assert probe.connect_ex(("127.0.0.1", server.port)) != 0
+
+
+def test_the_open_file_limit_is_raised_at_start(tiny_source: Path) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard <= 256:
+        pytest.fail(f"the hard open-file limit here is {hard}; the test needs more than 256")
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    env = {
+        **os.environ,
+        "MOVIELENS_SOURCE": str(tiny_source),
+        "DATA_DIR": str(tiny_source.parent / "data"),
+        "PORT": str(free_port()),
+        "WORKERS": "2",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=ROOT,
+        env=env,
+        preexec_fn=low_limit,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for(lambda: len(workers_of(process.pid)) == 2, 20)
+        time.sleep(1)  # the workers raise theirs as they start
+        for pid in [process.pid, *workers_of(process.pid)]:
+            limits = Path(f"/proc/{pid}/limits").read_text()
+            line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+            assert line.split()[3] == str(hard), line
+    finally:
+        with_group(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def test_a_retry_reaches_every_worker(serve: Start, tmp_path: Path) -> None:
+    source = tmp_path / "later.zip"  # missing at start: every worker fails
+    server: Server = serve(source, RETRY_BACKOFF="120")
+    assert wait_for(lambda: b"failed" in get(server.url("/readyz"))[1], 30), server.output()
+    source.write_bytes(make_zip({"ratings.csv": TINY_RATINGS, "movies.csv": TINY_MOVIES}))
+    assert post(server.url("/retry")) in (200, 303)
+    assert wait_for(server.ready, 10)
+    # Each new connection may reach either worker: all of them must be ready now.
+    assert wait_for(lambda: all(server.ready() for _ in range(20)), 10), server.output()
+
+
+def test_a_failed_build_is_tried_again_by_itself(serve: Start, tmp_path: Path) -> None:
+    source = tmp_path / "later.zip"
+    server: Server = serve(source, workers=1, RETRY_BACKOFF="0.5")
+    assert wait_for(lambda: b"failed" in get(server.url("/readyz"))[1], 30), server.output()
+    source.write_bytes(make_zip({"ratings.csv": TINY_RATINGS, "movies.csv": TINY_MOVIES}))
+    assert wait_for(server.ready, 15), server.output()
+    assert "Trying the build again" in server.output()
+
+
+def test_clients_never_see_server_paths(serve: Start, tmp_path: Path) -> None:
+    source = tmp_path / "secret-folder" / "missing.zip"
+    server: Server = serve(source, workers=1, RETRY_BACKOFF="120")
+    assert wait_for(lambda: b"failed" in get(server.url("/readyz"))[1], 30), server.output()
+    for path in ("/readyz", "/api/status", "/", "/?user_id=1", "/api/users/1/recommendations"):
+        status, body = get(server.url(path))
+        assert status in (200, 503), path
+        assert b"secret-folder" not in body and str(tmp_path).encode() not in body, path
+    assert "secret-folder" in server.output()  # the operator's log has the details
+
+
+async def test_a_same_size_edit_of_the_ratings_is_undone(
+    settings: Settings, tiny_source: Path
+) -> None:
+    settings = settings.replace(source=str(tiny_source))
+    first = Service(settings)
+    await first.engine.build()
+    before = (await first.recommend(1, n=3, k=2)).value
+    ratings = settings.data_dir / "ml-tiny" / "ml-tiny" / "ratings.csv"
+    text = ratings.read_text()
+    edited = text.replace("2,30,5.0", "2,30,1.0")
+    assert edited != text and len(edited) == len(text)
+    ratings.write_text(edited)
+    second = Service(settings)
+    await second.engine.build()
+    assert second.ready
+    assert (await second.recommend(1, n=3, k=2)).value == before
+    assert ratings.read_text() == text
+
+
+async def test_same_size_garbage_in_the_extracted_files_is_recovered(
+    settings: Settings, tiny_source: Path
+) -> None:
+    settings = settings.replace(source=str(tiny_source))
+    first = Engine(settings)
+    await first.build()
+    assert first.ready
+    ratings = settings.data_dir / "ml-tiny" / "ml-tiny" / "ratings.csv"
+    text = ratings.read_bytes()
+    stat = ratings.stat()
+    ratings.write_bytes(b"\xff" * len(text))
+    os.utime(ratings, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with its time kept
+    for snapshot in (settings.data_dir / "snapshots").iterdir():
+        snapshot.unlink()
+    second = Engine(settings)
+    await second.build()
+    assert second.status.state is State.READY, second.status
+    assert ratings.read_bytes() == text
+
+
+async def test_leftovers_of_interrupted_work_are_removed(
+    settings: Settings, tiny_source: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings.replace(source=str(tiny_source))
+    data = settings.data_dir
+    (data / ".ml-tiny.0123.tmp" / "ml-tiny").mkdir(parents=True)
+    (data / ".ml-tiny.zip.4567.part").write_bytes(b"half a download")
+    (data / "snapshots").mkdir(parents=True)
+    (data / "snapshots" / ".ml-tiny.snapshot.89ab.part").write_bytes(b"half a snapshot")
+    with caplog.at_level(logging.WARNING):
+        engine = Engine(settings)
+        await engine.build()
+    assert engine.ready
+    assert not list(data.glob(".*.tmp")) and not list(data.glob(".*.part"))
+    assert not list((data / "snapshots").glob(".*.part"))
+    assert "interrupted" in caplog.text
+
+
+async def test_the_answer_cache_is_bounded_in_bytes(settings: Settings, tiny_source: Path) -> None:
+    limit = 40_000
+    service = Service(
+        settings.replace(source=str(tiny_source), result_cache=4096, result_cache_bytes=limit)
+    )
+    await service.engine.build()
+    for n in range(1, 6):
+        for first in (10, 20, 30, 40, 50):
+            await service.recommend_for_ratings([(first, 4.5), (60, 3.0)], n=n, k=2)
+    info = service.cache_info()
+    assert 0 < info.bytes <= limit and info.max_bytes == limit
+    assert info.entries < 25  # some were let go to stay within the bytes
+
+
+def test_a_repeated_line_is_logged_a_few_times_then_counted() -> None:
+    limiter = RepeatLimiter(shown=3, window=60)
+    records = [
+        logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "accept failed: %s", ("x",), None)
+        for _ in range(100)
+    ]
+    assert sum(limiter.filter(record) for record in records) == 3
+    other = logging.LogRecord("app", logging.INFO, __file__, 1, "something else", (), None)
+    assert limiter.filter(other)
+
+
+def test_status_reports_the_cache(serve: Start, tiny_source: Path) -> None:
+    server: Server = serve(tiny_source, workers=1)
+    assert wait_for(server.ready, 30), server.output()
+    get(server.url("/api/users/1/recommendations"))
+    body = json.loads(get(server.url("/api/status"))[1])
+    cache = body["answer_cache"]
+    assert cache["entries"] >= 1 and 0 < cache["bytes"] <= cache["max_bytes"]

@@ -58,10 +58,11 @@ async def test_the_original_serves_while_the_others_are_prepared(every: Settings
 async def test_an_algorithm_too_large_for_the_data_is_left_out(
     every: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(EASE, "estimate_bytes", lambda self, matrix: 1 << 50)
+    # A budget too small for even the smallest useful EASE.
+    monkeypatch.setattr(EASE, "max_films", property(lambda self: 10))
     service = await fitted(every)
     ease = next(a for a in service.algorithms() if a.name == "ease")
-    assert ease.availability is Availability.UNAVAILABLE and "GiB" in ease.reason
+    assert ease.availability is Availability.UNAVAILABLE and "holds only 10 films" in ease.reason
     with pytest.raises(AlgorithmUnavailable, match="not available"):
         await service.recommend(1, algorithm="ease")
     answer = (await service.recommend(1, n=3)).value

@@ -223,27 +223,31 @@ def test_ease_leaves_out_rarely_rated_films(matrix: RatingMatrix) -> None:
     assert model.columns_ is not None and len(model.columns_) == 4
 
 
-def test_ease_refuses_before_allocating_when_over_budget(matrix: RatingMatrix) -> None:
-    with pytest.raises(TooLarge, match="budget"):
-        EASE(min_ratings=1, memory_budget=100).fit(matrix)  # needs 24 x 5 x 5
-    # 59,000 films rated 5 times each (as ml-latest's catalogue): ~77 GiB of dense solve.
+def test_ease_refuses_a_budget_too_small_to_be_useful(matrix: RatingMatrix) -> None:
+    with pytest.raises(TooLarge, match="holds only 2 films"):
+        EASE(min_ratings=1, memory_budget=100).fit(matrix)  # 24 x 2 x 2 <= 100
+
+
+def test_ease_models_the_most_rated_films_that_fit_its_budget() -> None:
+    # 59,000 films (as ml-latest's catalogue) would need ~77 GiB of dense solve; a budget of
+    # 300 x 300 cells keeps the 300 most rated: here films 0..299 (rated 6 times, the rest 5).
     films = 59_000
+    rows = np.concatenate((np.repeat(np.arange(5), films), np.full(300, 5)))
+    cols = np.concatenate((np.tile(np.arange(films), 5), np.arange(300)))
     wide = RatingMatrix.from_coordinates(
-        np.arange(5),
-        np.arange(films),
-        np.repeat(np.arange(5), films),
-        np.tile(np.arange(films), 5),
-        np.full(5 * films, 4.0, dtype=np.float32),
+        np.arange(6), np.arange(films), rows, cols, np.full(len(rows), 4.0, dtype=np.float32)
     )
-    model = EASE()
-    assert model.estimate_bytes(wide) > 60 * 2**30
+    assert EASE().max_films < films and EASE().estimate_bytes(wide) <= 2 << 30
+    model = EASE(memory_budget=24 * 300 * 300)
     tracemalloc.start()
-    with pytest.raises(TooLarge, match="59,000 films"):
-        model.fit(wide)
+    model.fit(wide)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 50 * 2**20
-    assert model.weights_ is None
+    assert model.columns_ is not None and list(model.columns_) == list(range(300))
+    assert model.weights_ is not None and model.weights_.shape == (300, 300)
+    ranked = model.rank(wide.adhoc_profile(np.array([0, 1, 2]), np.array([5.0, 4.0, 3.0])), 10)
+    assert len(ranked.items) == 10 and set(ranked.items.tolist()) <= set(range(3, 300))
 
 
 @pytest.mark.parametrize("name", ["popularity", "itemknn", "rp3beta", "ease"])

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 
 import numpy as np
 
@@ -73,6 +74,18 @@ class Algorithm(Protocol):
 
     def fit(self, matrix: RatingMatrix) -> Self:
         """Learn from the matrix; raises TooLarge instead of exhausting memory."""
+        ...
+
+    def params(self) -> dict[str, Any]:
+        """The constructor arguments this instance was made with (they shape the fit)."""
+        ...
+
+    def fitted_arrays(self) -> dict[str, np.ndarray]:
+        """What fit() learned beyond the matrix, as named arrays a snapshot can hold."""
+        ...
+
+    def restore(self, matrix: RatingMatrix, arrays: Mapping[str, np.ndarray]) -> Self:
+        """Take the fitted state from `fitted_arrays()` output (mapped, not copied)."""
         ...
 
     def rank(self, profile: Profile, n: int, k: int | None = None) -> Ranking:

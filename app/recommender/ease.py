@@ -10,13 +10,17 @@ all the others, so a profile x scores film j as
 Scoring needs only the rows of B for the films rated, so ad-hoc profiles work without a
 refit. Feeding ratings rather than ones, with a stronger l2 to match their scale, measured
 better on ml-latest-small (README, Evaluation), so that is the default.
-The dense solve needs about three n x n float64 arrays, so fit() estimates that first and
-raises TooLarge, before allocating anything, when it exceeds `memory_budget` bytes.
+The dense solve needs about three n x n float64 arrays, so when the films rated often enough
+are more than `memory_budget` bytes can hold, only the most rated that fit are modelled (the
+others are never recommended by EASE); a budget too small for even MIN_USEFUL_FILMS raises
+TooLarge before anything is allocated.
 """
 
 from __future__ import annotations
 
-from typing import Self
+import math
+from collections.abc import Mapping
+from typing import Any, Self
 
 import numpy as np
 
@@ -26,6 +30,8 @@ from app.recommender.matrix import Profile, RatingMatrix
 DEFAULT_L2 = 2500.0
 DEFAULT_MIN_RATINGS = 5
 DEFAULT_MEMORY_BUDGET = 2 << 30
+# Fewer films than this and EASE is not worth serving: say so rather than fit it.
+MIN_USEFUL_FILMS = 100
 # Peak during fit: the Gram matrix and its inverse in float64, plus the float32 weights
 # and LAPACK's workspace; three float64 n x n arrays bound it.
 BYTES_PER_CELL = 3 * 8
@@ -65,9 +71,23 @@ class EASE:
         self.position_: np.ndarray | None = None
         self.weights_: np.ndarray | None = None
 
+    @property
+    def max_films(self) -> int:
+        """The most films whose dense solve fits in `memory_budget`."""
+        return math.isqrt(self.memory_budget // BYTES_PER_CELL)
+
     def modelled_columns(self, matrix: RatingMatrix) -> np.ndarray:
-        """The columns with at least `min_ratings` ratings."""
-        return np.flatnonzero(matrix.item_count >= self.min_ratings)
+        """The columns with at least `min_ratings` ratings, at most `max_films` of them.
+
+        When the budget cannot hold them all, the most rated are kept (ties to the lower
+        column): they carry most of the signal, and leaving out the long tail costs little
+        (README, Evaluation).
+        """
+        columns = np.flatnonzero(matrix.item_count >= self.min_ratings)
+        if len(columns) <= self.max_films:
+            return columns
+        by_count = np.lexsort((columns, -matrix.item_count[columns]))
+        return np.sort(columns[by_count[: self.max_films]])
 
     def estimate_bytes(self, matrix: RatingMatrix) -> int:
         """Peak memory fit() would need for this matrix."""
@@ -75,15 +95,14 @@ class EASE:
         return BYTES_PER_CELL * n * n
 
     def fit(self, matrix: RatingMatrix) -> Self:
-        """Solve for B; TooLarge (before allocating) if the estimate exceeds the budget."""
-        columns = self.modelled_columns(matrix)
-        needed = self.estimate_bytes(matrix)
-        if needed > self.memory_budget:
+        """Solve for B over the modelled films; TooLarge if the budget holds too few of them."""
+        if self.max_films < MIN_USEFUL_FILMS:
             raise TooLarge(
-                f"EASE over {len(columns):,} films needs about {needed / 2**30:.1f} GiB, "
-                f"over its budget of {self.memory_budget / 2**30:.1f} GiB; raise min_ratings "
-                "or the budget, or choose another algorithm"
+                f"EASE's budget of {self.memory_budget / 2**20:,.0f} MiB holds only "
+                f"{self.max_films} films, fewer than the {MIN_USEFUL_FILMS} it needs to be "
+                f"useful; give it at least {BYTES_PER_CELL * MIN_USEFUL_FILMS**2 / 2**20:.0f} MiB"
             )
+        columns = self.modelled_columns(matrix)
         inputs = matrix.by_user[:, columns]
         if self.binary:
             inputs.data = np.ones_like(inputs.data)
@@ -100,6 +119,31 @@ class EASE:
         self.columns_ = columns
         self.position_ = position
         self.weights_ = precision.astype(np.float32)
+        return self
+
+    def params(self) -> dict[str, Any]:
+        """Regularisation, the film threshold, the memory budget, ones or ratings."""
+        return {
+            "l2": self.l2,
+            "min_ratings": self.min_ratings,
+            "memory_budget": self.memory_budget,
+            "binary": self.binary,
+        }
+
+    def fitted_arrays(self) -> dict[str, np.ndarray]:
+        """The modelled columns and the weights B."""
+        _, columns, _, weights = self._fitted()
+        return {"columns": columns, "weights": weights}
+
+    def restore(self, matrix: RatingMatrix, arrays: Mapping[str, np.ndarray]) -> Self:
+        """The matrix, the columns and the weights (mapped, not copied)."""
+        columns = arrays["columns"]
+        position = np.full(matrix.n_items, -1, dtype=np.int64)
+        position[columns] = np.arange(len(columns))
+        self.matrix_ = matrix
+        self.columns_ = columns
+        self.position_ = position
+        self.weights_ = arrays["weights"]
         return self
 
     def _fitted(self) -> tuple[RatingMatrix, np.ndarray, np.ndarray, np.ndarray]:

@@ -16,13 +16,14 @@ n_items x neighbours weights; the dense block during fit is capped at `block_byt
 
 from __future__ import annotations
 
-from typing import Self
+from collections.abc import Mapping
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
 
 from app.recommender.base import NotFitted, Ranking, Reason, TooLarge, top, unseen_top
-from app.recommender.matrix import INDEX, VALUE, Profile, RatingMatrix
+from app.recommender.matrix import INDEX, VALUE, Profile, RatingMatrix, wrap_csr
 
 DEFAULT_NEIGHBOURS = 50
 DEFAULT_SHRINK = 50.0
@@ -111,6 +112,29 @@ class ItemKNN:
         self._release()
         self.matrix_ = matrix
         self.weights_ = weights
+        return self
+
+    def params(self) -> dict[str, Any]:
+        """Neighbours kept per film, shrinkage, ones or ratings, the work limits."""
+        return {
+            "neighbours": self.neighbours,
+            "shrink": self.shrink,
+            "binary": self.binary,
+            "block_bytes": self.block_bytes,
+            "max_pairs": self.max_pairs,
+        }
+
+    def fitted_arrays(self) -> dict[str, np.ndarray]:
+        """The pruned weight matrix's CSR arrays."""
+        _, weights = self._fitted()
+        return {"data": weights.data, "indices": weights.indices, "indptr": weights.indptr}
+
+    def restore(self, matrix: RatingMatrix, arrays: Mapping[str, np.ndarray]) -> Self:
+        """The matrix and the weights, wrapped without a copy."""
+        self.matrix_ = matrix
+        self.weights_ = wrap_csr(
+            arrays["data"], arrays["indices"], arrays["indptr"], (matrix.n_items, matrix.n_items)
+        )
         return self
 
     def _prepare(self, matrix: RatingMatrix) -> None:

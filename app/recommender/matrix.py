@@ -95,7 +95,7 @@ class RatingMatrix:
             # MovieLens files come sorted by user then movie: the CSR arrays are the columns.
             indptr = np.zeros(shape[0] + 1, dtype=np.int64)
             np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
-            by_user = _as_32bit(_wrap(values, cols, indptr, shape))
+            by_user = _as_32bit(wrap_csr(values, cols, indptr, shape))
         else:
             by_user = _as_32bit(sp.csr_matrix((values, (rows, cols)), shape=shape, dtype=VALUE))
             by_user.sort_indices()
@@ -132,7 +132,7 @@ class RatingMatrix:
         """Rebuild from `to_arrays()` output without copying (the arrays may be memory-mapped)."""
         shape = (len(arrays["user_ids"]), len(arrays["item_ids"]))
         parts = {
-            part: _wrap(
+            part: wrap_csr(
                 arrays[f"{part}.data"],
                 arrays[f"{part}.indices"],
                 arrays[f"{part}.indptr"],
@@ -244,7 +244,7 @@ def gather_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np
 def _as_32bit(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """The same matrix with float32 values and, while they fit, int32 indices and offsets."""
     pointer_type = INDEX if matrix.nnz <= np.iinfo(INDEX).max else np.int64
-    return _wrap(
+    return wrap_csr(
         matrix.data.astype(VALUE, copy=False),
         matrix.indices.astype(pointer_type, copy=False),
         matrix.indptr.astype(pointer_type, copy=False),
@@ -252,7 +252,7 @@ def _as_32bit(matrix: sp.csr_matrix) -> sp.csr_matrix:
     )
 
 
-def _wrap(
+def wrap_csr(
     data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]
 ) -> sp.csr_matrix:
     """A CSR matrix over existing arrays: sorted, duplicate-free, nothing copied or checked."""

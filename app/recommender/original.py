@@ -9,8 +9,9 @@ inverted (movie -> users) index, touching only the users who share a movie with 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -56,6 +57,18 @@ class OriginalUserKNN:
         """Keep the matrix: the norms and the inverted index it holds are all this needs."""
         self.matrix_ = matrix
         return self
+
+    def params(self) -> dict[str, Any]:
+        """The default neighbourhood size."""
+        return {"k": self.k}
+
+    def fitted_arrays(self) -> dict[str, np.ndarray]:
+        """Nothing beyond the matrix."""
+        return {}
+
+    def restore(self, matrix: RatingMatrix, arrays: Mapping[str, np.ndarray]) -> Self:
+        """Fitting is keeping the matrix."""
+        return self.fit(matrix)
 
     @property
     def matrix(self) -> RatingMatrix:

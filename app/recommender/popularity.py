@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Self
+from collections.abc import Mapping
+from typing import Any, Self
 
 import numpy as np
 
@@ -34,6 +35,18 @@ class Popularity:
         self.matrix_ = matrix
         self.scores_ = matrix.item_count.astype(np.float64)
         return self
+
+    def params(self) -> dict[str, Any]:
+        """None: one list for everyone."""
+        return {}
+
+    def fitted_arrays(self) -> dict[str, np.ndarray]:
+        """Nothing beyond the matrix's counts."""
+        return {}
+
+    def restore(self, matrix: RatingMatrix, arrays: Mapping[str, np.ndarray]) -> Self:
+        """Counting is cheap: fit again."""
+        return self.fit(matrix)
 
     def _fitted(self) -> tuple[RatingMatrix, np.ndarray]:
         if self.matrix_ is None or self.scores_ is None:

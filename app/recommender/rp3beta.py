@@ -15,6 +15,8 @@ i it rated (binary), exactly as item kNN does with its weights.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -45,6 +47,15 @@ class RP3Beta(ItemKNN):
         super().__init__(neighbours=neighbours, binary=True, block_bytes=block_bytes)
         self.alpha = alpha
         self.beta = beta
+
+    def params(self) -> dict[str, Any]:
+        """Neighbours kept per film, the walk's alpha and the damping beta."""
+        return {
+            "neighbours": self.neighbours,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "block_bytes": self.block_bytes,
+        }
 
     def _prepare(self, matrix: RatingMatrix) -> None:
         items = self._columns(matrix)

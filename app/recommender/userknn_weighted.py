@@ -12,7 +12,8 @@ is the same cosine as the original's, computed from the inverted index.
 
 from __future__ import annotations
 
-from typing import Self
+from collections.abc import Mapping
+from typing import Any, Self
 
 import numpy as np
 
@@ -52,6 +53,21 @@ class WeightedUserKNN(OriginalUserKNN):
         counts = np.diff(matrix.by_user.indptr)
         sums = np.asarray(matrix.by_user.sum(axis=1), dtype=np.float64).ravel()
         self.user_mean_ = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+        return self
+
+    def params(self) -> dict[str, Any]:
+        """Neighbourhood size and centring."""
+        return {"k": self.k, "center": self.center}
+
+    def fitted_arrays(self) -> dict[str, np.ndarray]:
+        """Each user's mean rating."""
+        assert self.user_mean_ is not None, "fit() first"
+        return {"user_mean": self.user_mean_}
+
+    def restore(self, matrix: RatingMatrix, arrays: Mapping[str, np.ndarray]) -> Self:
+        """The matrix and the stored means."""
+        self.matrix_ = matrix
+        self.user_mean_ = arrays["user_mean"]
         return self
 
     def rank(self, profile: Profile, n: int, k: int | None = None) -> Ranking:

@@ -13,13 +13,14 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.conftest import IN_CI, require_real_zip
 
 if TYPE_CHECKING:  # only for the annotations: Playwright is imported when the browser starts
-    from playwright.sync_api import Browser, ViewportSize
+    from playwright.sync_api import Browser, BrowserContext, Page, Route, ViewportSize
 
 pytestmark = pytest.mark.browser
 
@@ -239,10 +240,200 @@ def test_a_visitor_rates_three_films_and_the_list_follows(
     # Keyboard: arrow keys move along a star control and the rating follows.
     toy = rated.locator("li.film").filter(has_text="Toy Story")
     toy.locator("input[type=radio]:checked").focus()
-    page.keyboard.press("ArrowLeft")  # in a row drawn right to left, 4.5 -> 5.0
+    page.keyboard.press("ArrowRight")  # 4.5 -> 5.0
     page.locator("ul[aria-label='Films you rated'] li.film", has_text="Toy Story").locator(
         ".film-genres", has_text="You gave it 5.0"
     ).wait_for()
     assert "10:5" not in page.url and "1:5" in page.url  # Toy Story is movie 1
     assert not problems, f"console errors: {problems}"
+    context.close()
+
+
+# What a demanding user found (issue 13): each test below failed on the pages before the fix.
+
+
+def _new_page(browser: Browser, device: str = "desktop") -> tuple[BrowserContext, Page]:
+    context = browser.new_context(viewport=VIEWPORTS[device], device_scale_factor=1)
+    return context, context.new_page()
+
+
+def _rated_count(page: Page) -> int:
+    """How many films the page says the visitor rated, from the "Your ratings (n)" heading."""
+    heading = page.locator("#rated-title").inner_text()
+    return int(heading.split("(")[1].rstrip(")")) if "(" in heading else 0
+
+
+def _wait_idle(page: Page) -> None:
+    """Until no htmx request runs and none is waiting to be sent."""
+    page.wait_for_function(
+        "() => !document.querySelector('.htmx-request, [aria-busy=true]')",
+        timeout=10_000,
+    )
+    page.wait_for_timeout(100)
+
+
+@pytest.mark.parametrize("order", ["latency", "reversed"])
+def test_overlapping_star_clicks_keep_every_rating(
+    browser: Browser, live_server: str, order: str
+) -> None:
+    """Two star clicks 200 ms apart while answers are slow, or come back in reverse order."""
+    context, page = _new_page(browser)
+    held: list[Route] = []
+    seen: list[str] = []
+
+    def slow(route: Route) -> None:
+        # "reversed": hold the first update until the test lets it go, after the second.
+        seen.append(route.request.url)
+        if order == "reversed" and len(seen) == 1:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.goto(f"{live_server}/rate")
+    if order == "latency":
+        cdp = context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        latency = {"offline": False, "latency": 300, "downloadThroughput": -1}
+        cdp.send("Network.emulateNetworkConditions", {**latency, "uploadThroughput": -1})
+    page.route(lambda url: urlsplit(url).path == "/rate", slow)
+    rows = page.locator("#found li.film")
+    first = rows.nth(0).locator("input[type=radio]").first.get_attribute("value") or ""
+    second = rows.nth(1).locator("input[type=radio]").first.get_attribute("value") or ""
+    rows.nth(0).locator("label[title='4.0 stars']").click()
+    page.wait_for_timeout(200)
+    rows.nth(1).locator("label[title='3.0 stars']").click()
+    page.wait_for_timeout(700)
+    if held:
+        held.pop().continue_()
+    page.locator("#rated-title", has_text="(2)").wait_for(timeout=5_000)
+    _wait_idle(page)
+    assert _rated_count(page) == 2
+    query = parse_qs(urlsplit(page.url).query)
+    kept = dict(pair.split(":") for pair in query["r"][0].split(","))
+    assert kept == {first.split(":")[0]: "4", second.split(":")[0]: "3"}
+    context.close()
+
+
+def test_focus_stays_with_the_user_after_in_place_updates(
+    browser: Browser, live_server: str
+) -> None:
+    context, page = _new_page(browser)
+    focused_in = "(sel) => !!document.activeElement.closest(sel)"
+    # Remove: focus moves to the next film's Remove button, not to <body>.
+    page.goto(f"{live_server}/rate?r=1:4,260:4.5,1196:4,2571:5")
+    page.locator("#visitor ol.movies").wait_for()
+    page.get_by_role("button", name="Remove your rating of Toy Story").focus()
+    page.keyboard.press("Enter")
+    page.locator("#rated-title", has_text="(3)").wait_for()
+    _wait_idle(page)
+    assert page.evaluate("document.activeElement.tagName") != "BODY"
+    assert page.evaluate(focused_in, "ul[aria-label='Films you rated']")
+    page.keyboard.press("Tab")
+    assert not page.evaluate(focused_in, "footer"), "the next Tab must not jump to the footer"
+
+    # A "Seen it?" row: focus follows the film to its place in the visitor's ratings.
+    seen = page.locator("#visitor ol.movies li.movie").first
+    title = seen.locator(".movie-title").inner_text().split(" (")[0]
+    seen.locator(".rate-this input[type=radio]").first.focus()
+    page.keyboard.press("Space")
+    page.locator("#rated-title", has_text="(4)").wait_for()
+    _wait_idle(page)
+    assert page.evaluate(focused_in, "ul[aria-label='Films you rated'] li.film")
+    active_row = "document.activeElement.closest('li.film').querySelector('.film-title').innerText"
+    assert page.evaluate(active_row).startswith(title)
+
+    # "Get recommendations": focus moves to the results on purpose, next to the form.
+    page.goto(live_server)
+    page.fill("#user_id", "42")
+    page.locator("#search button[type=submit]").focus()
+    page.keyboard.press("Enter")
+    page.locator("ol.movies li.movie").first.wait_for()
+    _wait_idle(page)
+    assert page.evaluate("document.activeElement.id") == "recs-title"
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate(focused_in, "#search"), "one step back is the form"
+    context.close()
+
+
+def _search(page: Page, user: str, algorithm: str | None = None) -> None:
+    page.fill("#user_id", user)
+    if algorithm:
+        page.select_option("#algorithm", algorithm)
+    page.click("#search button[type=submit]")
+    page.locator("#recs-title", has_text=f"for user {user}").wait_for()
+
+
+def test_back_and_forward_bring_back_the_form_that_made_the_results(
+    browser: Browser, live_server: str
+) -> None:
+    context, page = _new_page(browser)
+    page.goto(live_server)
+    _search(page, "1", "original")
+    _search(page, "2", "itemknn")
+    _search(page, "3")
+    for user, algorithm in (("2", "itemknn"), ("1", "original")):
+        page.go_back()
+        page.locator("#recs-title", has_text=f"for user {user}").wait_for()
+        _wait_idle(page)
+        assert page.input_value("#user_id") == user
+        assert page.input_value("#algorithm") == algorithm
+        assert f"user_id={user}&" in page.url
+    page.go_forward()
+    page.locator("#recs-title", has_text="for user 2").wait_for()
+    _wait_idle(page)
+    assert page.input_value("#user_id") == "2"
+    assert page.input_value("#algorithm") == "itemknn"
+    page.click("#search button[type=submit]")
+    _wait_idle(page)
+    assert page.locator("#results [role=alert]").count() == 0
+    assert "for user 2" in page.locator("#recs-title").inner_text()
+    context.close()
+
+
+def test_a_second_search_while_one_runs_wins(browser: Browser, live_server: str) -> None:
+    context, page = _new_page(browser)
+    held: list[Route] = []
+    page.goto(live_server)
+    page.route("**/?user_id=8*", lambda route: held.append(route))
+    page.fill("#user_id", "8")
+    page.press("#user_id", "Enter")
+    page.wait_for_timeout(300)
+    assert held, "the first search is on its way"
+    page.fill("#user_id", "9")
+    page.press("#user_id", "Enter")
+    page.locator("#recs-title", has_text="for user 9").wait_for(timeout=5_000)
+    for route in held:
+        route.continue_()
+    page.wait_for_timeout(500)
+    _wait_idle(page)
+    assert page.input_value("#user_id") == "9"
+    assert "for user 9" in page.locator("#recs-title").inner_text()
+    assert "user_id=9&" in page.url
+    context.close()
+
+
+def test_star_arrow_keys_go_the_way_they_point_and_save_once(
+    browser: Browser, live_server: str
+) -> None:
+    context, page = _new_page(browser)
+    page.goto(f"{live_server}/rate")
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if urlsplit(r.url).path == "/rate" else None)
+    before = page.evaluate("history.length")
+    page.focus("#q")
+    page.keyboard.press("Tab")
+    start = page.evaluate("document.activeElement.value")
+    film = start.split(":")[0]
+    assert start == f"{film}:0.5", "Tab into an unrated film lands on the lowest star"
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+        page.wait_for_timeout(80)
+    assert page.evaluate("document.activeElement.value") == f"{film}:3.0"
+    page.locator("#rated-title", has_text="(1)").wait_for()
+    _wait_idle(page)
+    assert len(sent) == 1, f"one request for five key presses, not {sent}"
+    assert page.evaluate("history.length") == before + 1, "one history entry"
+    assert f"r={film}:3" in page.url
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"() => location.href.includes('r={film}:2.5')")
     context.close()

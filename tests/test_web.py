@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pytest would take a Test* class in the module for tests to 
 
 HX = {"HX-Request": "true"}
 HTMX_SCRIPT = "/static/vendor/htmx.min.js"
+SCRIPTS = [HTMX_SCRIPT, "/static/js/pages.js"]
 
 
 async def text(response: Response) -> str:
@@ -58,7 +59,8 @@ def is_full_page(html: str) -> bool:
 def top_level(page: LexborHTMLParser) -> list[str]:
     """What a fragment is made of: the tag of each element at its top."""
     assert page.head is not None and page.body is not None
-    assert not list(page.head.iter()), "nothing in a fragment belongs in <head>"
+    # A <title> is the one thing htmx takes from a fragment's head: the page's new title.
+    assert [node.tag for node in page.head.iter()] in ([], ["title"]), "nothing else in <head>"
     return [node.tag or "" for node in page.body.iter()]
 
 
@@ -77,7 +79,7 @@ def alert(page: LexborHTMLParser) -> str:
 
 def scripts_are_only_htmx(page: LexborHTMLParser) -> bool:
     """Nothing typed in, or read from the data, became a <script>."""
-    return all(node.attributes.get("src") == HTMX_SCRIPT for node in page.css("script"))
+    return all(node.attributes.get("src") in SCRIPTS for node in page.css("script"))
 
 
 async def test_page_has_the_form_htmx_and_security_headers(client: TestClientProtocol) -> None:
@@ -85,7 +87,7 @@ async def test_page_has_the_form_htmx_and_security_headers(client: TestClientPro
     page = await tree(response)
     assert response.status_code == 200
     assert one(page, "form#search").attributes["hx-get"] == "/"
-    assert [s.attributes["src"] for s in page.css("script")] == [HTMX_SCRIPT]
+    assert [s.attributes["src"] for s in page.css("script")] == SCRIPTS
     assert text_of(one(page, "small#user_id_help")) == "4 users, IDs 1–4"
     headers = response.headers
     assert "script-src 'self'" in headers["Content-Security-Policy"]
@@ -119,6 +121,7 @@ async def test_htmx_request_gets_only_the_fragment(client: TestClientProtocol) -
     assert top_level(page) == ["section", "section"]  # the films and the neighbours, no form
     assert not page.css("form")
     assert text_of(one(page, "h2#recs-title")) == "Top 3 for user 1"
+    assert text_of(one(page, "title")) == "Top 3 for user 1 · Movie Night"  # htmx sets it
     first = page.css("ol.movies li.movie")[0]
     assert figures(first)["Score"] == "2.50"
     assert figures(first)["Rated by"] == "1 of 2 similar"
@@ -399,3 +402,16 @@ async def test_missing_column_fails_with_a_clear_message(
         status = await (await test_app.test_client().get("/api/status")).get_json()
     assert status["state"] == "failed"
     assert "lacks the column(s) rating" in status["error"]
+
+
+async def test_an_error_in_place_names_its_field_and_the_nav_marks_the_page(
+    client: TestClientProtocol,
+) -> None:
+    response = await client.get("/?user_id=abc", headers=HX)
+    page = await tree(response)
+    assert response.status_code == 400
+    assert one(page, "[role=alert]").attributes["data-field"] == "user_id"
+    page = await tree(await client.get("/about"))
+    assert texts(page, "nav a[aria-current=page]") == ["About"]
+    assert one(page, "a.skip-link").attributes["href"] == "#main"
+    assert one(page, "main#main")

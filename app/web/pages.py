@@ -29,7 +29,7 @@ FORM_FIELDS = ("user_id", "n", "k", "algorithm")
 
 def results_fragment(results: Recommendations) -> str:
     """The results a search swaps in (rendered in the Service's worker thread, and cached)."""
-    return render("partials/_results.html", results=results, error=None)
+    return render("partials/_results.html", results=results, error=None, fragment=True)
 
 
 @bp.get("/")
@@ -56,7 +56,13 @@ async def index() -> tuple[str, int, dict[str, str]]:
     except KNOWN_ERRORS as exc:
         told = problem(exc)
         if fragment:
-            html = render("partials/_results.html", error=told.message, results=None)
+            html = render(
+                "partials/_results.html",
+                error=told.message,
+                error_field=told.field,
+                results=None,
+                fragment=True,
+            )
             return html, told.status, fragment_headers(pushed=False)
         page = _context(args, error=told.message, error_field=told.field)
         return render("index.html", **page), told.status, VARY
@@ -108,6 +114,7 @@ async def about() -> tuple[str, int, dict[str, str]]:
         algorithms=service().algorithms(),
         default_algorithm=service().default_algorithm(),
         status=service().status,
+        here="about",
     )
     return html, 200, {}
 

@@ -51,7 +51,7 @@ async def rate() -> tuple[str, int, dict[str, str]]:
 
     def page(visit: Visit) -> str:
         template = "partials/_visitor.html" if fragment else "rate.html"
-        return render(template, **_context(visit, form, invalid))
+        return render(template, **_context(visit, form, invalid), fragment=fragment)
 
     reply = await service().visit(asked, render=page)
     failed = invalid or reply.value.error

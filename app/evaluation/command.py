@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,9 +21,17 @@ from app.evaluation.split import (
     random_holdout,
     temporal_holdout,
 )
+from app.evaluation.visitor import (
+    DEFAULT_VISITORS,
+    PROFILE_LENGTHS,
+    PolicyStep,
+    evaluate_visitors,
+)
 from app.recommender import ALGORITHMS, DEFAULT_ALGORITHM
 
 ORIGINAL_KS = (5, 10, 20, 50, 100)
+SPLITS = ("random", "temporal", "both", "visitor", "all")
+"""`both` is random and temporal; `visitor` the new-visitor protocol; `all` every one."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,9 @@ class Options:
     original_ks: tuple[int, ...] = ORIGINAL_KS
     seed: int = DEFAULT_SEED
     out: Path | None = None
+    visitors: int = DEFAULT_VISITORS
+    lengths: tuple[int, ...] = PROFILE_LENGTHS
+    policy: tuple[PolicyStep, ...] = ()
 
 
 def candidates(algorithms: Sequence[str], original_ks: Sequence[int]) -> list[Candidate]:
@@ -62,9 +74,9 @@ def run(settings: Settings, options: Options, stream: TextIO | None = None) -> E
     release = folder
     ratings = load(folder, with_timestamps=True).ratings
     splits: list[Split] = []
-    if options.split in ("random", "both"):
+    if options.split in ("random", "both", "all"):
         splits.append(random_holdout(ratings, seed=options.seed))
-    if options.split in ("temporal", "both"):
+    if options.split in ("temporal", "both", "all"):
         splits.append(temporal_holdout(ratings))
     evaluation = evaluate(
         ratings,
@@ -75,6 +87,18 @@ def run(settings: Settings, options: Options, stream: TextIO | None = None) -> E
         dataset={"name": release.name, "source": settings.source},
         progress=bar,
     )
+    if options.split in ("visitor", "all"):
+        visitor = evaluate_visitors(
+            ratings,
+            options.algorithms,
+            policy=options.policy,
+            lengths=options.lengths,
+            visitors=options.visitors,
+            seed=options.seed,
+            k=options.n,
+            progress=bar,
+        )
+        evaluation = dataclasses.replace(evaluation, visitor=visitor)
     json_path, markdown_path = write_reports(
         evaluation, options.out or settings.data_dir / "evaluation"
     )

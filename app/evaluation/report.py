@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from app.evaluation.run import AlgorithmResult, Evaluation
+from app.evaluation.visitor import VisitorResult, VisitorTable
 
 COUNTING_NOTE = (
     "Accuracy metrics (precision, recall, nDCG, MAP, hit rate) are averaged over the test "
@@ -85,15 +86,78 @@ def markdown(evaluation: Evaluation) -> str:
             "",
         ]
         lines += _table(split.results, split.k, markdown=True)
+    if evaluation.visitor is not None:
+        lines += ["", *visitor_markdown(evaluation.visitor)]
     return "\n".join(lines) + "\n"
 
 
+def visitor_markdown(visitor: VisitorResult) -> list[str]:
+    """The visitor protocol's tables (nDCG@k, rows = ratings given) as Markdown lines."""
+    lines = [f"## visitor: {visitor.description}", "", f"Policy: {policy_text(visitor)}."]
+    for part in visitor.tables:
+        lines += ["", f"nDCG@{visitor.k}, {part.description}:", ""]
+        lines += _visitor_rows(part, markdown=True)
+    if visitor.grids:
+        lines += ["", f"Starter grids compared (the policy's nDCG@{visitor.k}):", ""]
+        lines += _visitor_rows(_grids_as_table(visitor), markdown=True)
+    return lines
+
+
+def visitor_terminal(visitor: VisitorResult) -> str:
+    """The visitor protocol's tables as aligned text."""
+    blocks = [f"visitor: {visitor.description}\nPolicy: {policy_text(visitor)}"]
+    for part in visitor.tables:
+        blocks.append(f"nDCG@{visitor.k}, {part.description}\n" + "\n".join(_visitor_rows(part)))
+    if visitor.grids:
+        grids = _grids_as_table(visitor)
+        blocks.append(
+            f"Starter grids compared (the policy's nDCG@{visitor.k})\n"
+            + "\n".join(_visitor_rows(grids))
+        )
+    return "\n\n".join(blocks) + "\n"
+
+
+def policy_text(visitor: VisitorResult) -> str:
+    """The policy as a phrase, e.g. `fewer than 10 ratings: userknn-weighted (k=30); ...`."""
+    parts = []
+    for step in visitor.policy:
+        who = f"fewer than {step['below']} ratings" if step["below"] else "more"
+        k = f" (k={step['k']})" if step["k"] else ""
+        parts.append(f"{who}: {step['algorithm']}{k}")
+    return "; ".join(parts) or "none"
+
+
+def _grids_as_table(visitor: VisitorResult) -> VisitorTable:
+    """One column per starter strategy, from each grid's one-column table."""
+    rows = []
+    for index, length in enumerate(visitor.lengths):
+        cells = [
+            dataclasses.replace(grid.rows[index].cells[0], algorithm=grid.draw)
+            for grid in visitor.grids
+        ]
+        rows.append(dataclasses.replace(visitor.grids[0].rows[index], ratings=length, cells=cells))
+    return VisitorTable("grids", "starter grids", [g.draw for g in visitor.grids], rows)
+
+
+def _visitor_rows(part: VisitorTable, *, markdown: bool = False) -> list[str]:
+    rows = [["ratings given", *part.algorithms]]
+    for row in part.rows:
+        rows.append([str(row.ratings), *(_cell("{:.3f}", cell.ndcg) for cell in row.cells)])
+    if markdown:
+        out = ["| " + " | ".join(rows[0]) + " |", "|---|" + "---:|" * len(part.algorithms)]
+        return out + ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.rjust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+
+
 def terminal_table(evaluation: Evaluation) -> str:
-    """Each split's results as an aligned text table."""
+    """Each split's results as an aligned text table, then the visitor tables if any."""
     blocks = []
     for split in evaluation.splits:
         rows = _table(split.results, split.k, markdown=False)
         blocks.append(f"{split.name}: {split.description}\n" + "\n".join(rows))
+    if evaluation.visitor is not None:
+        blocks.append(visitor_terminal(evaluation.visitor).rstrip("\n"))
     return "\n\n".join(blocks) + "\n"
 
 

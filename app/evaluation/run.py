@@ -26,6 +26,7 @@ from app.evaluation.metrics import (
     score_user,
 )
 from app.evaluation.split import Split
+from app.evaluation.visitor import VisitorResult
 from app.recommender import ALGORITHMS, Algorithm, RatingMatrix, TooLarge
 
 Progress = Callable[[str, int, int], None]
@@ -102,6 +103,7 @@ class Evaluation:
     seed: int
     relevant_rating: float
     splits: list[SplitResult]
+    visitor: VisitorResult | None = None
 
 
 def evaluate(

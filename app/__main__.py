@@ -14,7 +14,8 @@ from app import logs
 from app.config import ConfigError, Settings
 from app.data.movielens import DatasetError
 from app.engine import check_algorithms
-from app.evaluation.command import Options, candidates, run
+from app.engine.policy import VISITOR_POLICY
+from app.evaluation.command import SPLITS, Options, candidates, run
 from app.server import (
     hypercorn_config,
     raise_file_limit,
@@ -73,8 +74,8 @@ def evaluate(
         candidates(algorithms, original_ks)
     except ValueError as exc:
         parser.error(str(exc))
-    if options.n < 1 or any(k < 1 for k in original_ks):
-        parser.error("--n and --original-k need whole numbers of at least 1")
+    if options.n < 1 or options.visitors < 1 or any(k < 1 for k in original_ks):
+        parser.error("--n, --visitors and --original-k need whole numbers of at least 1")
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         run(
@@ -86,6 +87,8 @@ def evaluate(
                 original_ks=original_ks,
                 seed=options.seed,
                 out=options.out,
+                visitors=options.visitors,
+                policy=VISITOR_POLICY,
             ),
         )
     except DatasetError as exc:
@@ -107,7 +110,10 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate", help="offline evaluation of the algorithms; writes latest.json and latest.md"
     )
     evaluate_cmd.add_argument(
-        "--split", choices=("random", "temporal", "both"), default=defaults.split
+        "--split",
+        choices=SPLITS,
+        default=defaults.split,
+        help="both: random and temporal; visitor: new visitors with 3-20 ratings; all: every one",
     )
     # --k is the old name of --n, kept so that existing scripts still run.
     evaluate_cmd.add_argument(
@@ -123,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate_cmd.add_argument(
         "--seed", type=int, default=defaults.seed, help="random split seed (42)"
+    )
+    evaluate_cmd.add_argument(
+        "--visitors",
+        type=int,
+        default=defaults.visitors,
+        help="users held out whole by --split visitor (150)",
     )
     evaluate_cmd.add_argument(
         "--out", type=Path, help="folder for latest.json and latest.md (DATA_DIR/evaluation)"

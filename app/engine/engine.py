@@ -22,6 +22,7 @@ from app.data.lock import LockAbandoned
 from app.data.movielens import DatasetError
 from app.engine.build import build_model
 from app.engine.model import Model
+from app.engine.policy import visitor_step
 from app.engine.status import (
     AlgorithmStatus,
     AlgorithmUnavailable,
@@ -55,6 +56,8 @@ class Choice(NamedTuple):
     model: Model
     algorithm: Algorithm
     note: str
+    k: int | None = None
+    """The neighbourhood size the choice comes with (the visitor policy's), else the request's."""
 
 
 def check_algorithms(settings: Settings) -> None:
@@ -211,6 +214,16 @@ class Engine:
             else f"is not available here ({default.reason})"
         )
         return Choice(model, fitted, f"{default.label} {why}; these come from {fitted.label}.")
+
+    def choose_for_visitor(self, name: str | None, rating_count: int) -> Choice:
+        """As choose(), but without `name` the visitor policy's pick for this many ratings.
+
+        While the policy's algorithm is not ready, the usual choice (and its note) answers.
+        """
+        model, step = self.model, visitor_step(rating_count)
+        if name is not None or step.algorithm not in model.algorithms:
+            return self.choose(name)
+        return Choice(model, model.algorithms[step.algorithm], "", step.k)
 
     def _initial(self, name: str) -> AlgorithmStatus:
         if name == ORIGINAL:

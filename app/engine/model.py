@@ -18,6 +18,7 @@ from app.data.catalogue import Catalogue, Movie
 from app.engine.answers import Recommendations, assemble
 from app.engine.cache import LRUCache
 from app.engine.queries import NO_FILTERS, Filters, ItemFacts, Ratings
+from app.evaluation.starters import starter_items
 from app.recommender import (
     ORIGINAL,
     Algorithm,
@@ -27,6 +28,9 @@ from app.recommender import (
     Ranking,
     RatingMatrix,
 )
+
+STARTER_GRID = 48
+"""Starter films worked out per model; the page shows the first STARTERS of them."""
 
 
 class Derived:
@@ -48,6 +52,13 @@ class Derived:
         """Number of ratings of each catalogue film (by catalogue position)."""
         items, found = self.matrix.items_of(self.catalogue.movie_ids)
         return np.where(found, self.matrix.item_count[items], 0)
+
+    @cached_property
+    def starters(self) -> np.ndarray:
+        """Catalogue positions of the films the rating page offers first, best first."""
+        items = starter_items(self.matrix, STARTER_GRID)
+        found = (self.catalogue.position(int(movie)) for movie in self.matrix.item_ids[items])
+        return np.array([position for position in found if position is not None], dtype=np.int64)
 
     @cached_property
     def by_popularity(self) -> np.ndarray:
@@ -153,6 +164,10 @@ class Model:
         """The most rated films: a place to start for someone who has rated nothing."""
         best = self.derived.by_popularity[:limit]
         return [self.catalogue.at(int(position)) for position in best]
+
+    def starter_movies(self, limit: int) -> list[Movie]:
+        """The films to offer someone who has rated nothing (the starter grid, at most 48)."""
+        return [self.catalogue.at(int(position)) for position in self.derived.starters[:limit]]
 
     def user_ratings(self, user_id: int, limit: int) -> list[tuple[int, float]]:
         """A known user's ratings (their highest first, at most `limit`), to start from."""

@@ -230,7 +230,7 @@ class Service:
         user's, without a refit or a copy of the data. InvalidRatings (before any work) for
         an unknown film, a value off the half-star scale, a repeat or too many.
         """
-        choice = self.engine.choose(algorithm)
+        choice = self.engine.choose_for_visitor(algorithm, len(pairs))
         return await self._off_loop(self._for_ratings, choice, pairs, n, k, filters)
 
     async def visit(
@@ -252,7 +252,7 @@ class Service:
         """Films whose title matches the words typed, best first; the starters if none."""
         model = self.engine.model
         if not query:
-            return await self._off_loop(model.popular_movies, STARTERS)
+            return await self._off_loop(model.starter_movies, STARTERS)
         return await self._off_loop(model.search_movies, query, limit)
 
     async def check_ratings(self, pairs: Sequence[tuple[int, float]]) -> Ratings:
@@ -265,7 +265,7 @@ class Service:
 
     def _visit(self, asked: VisitRequest) -> Visit:
         model = self.engine.model
-        starters = model.popular_movies(STARTERS)
+        starters = model.starter_movies(STARTERS)
         try:
             pairs = list(asked.ratings)
             if asked.from_user is not None:
@@ -283,7 +283,7 @@ class Service:
         if not len(ratings):
             return visit
         try:
-            choice = self.engine.choose(asked.algorithm)
+            choice = self.engine.choose_for_visitor(asked.algorithm, len(ratings))
             results, _ = self._for_ratings(choice, ratings.pairs(), asked.n, asked.k, asked.filters)
         except VISIT_ERRORS as exc:
             return Visit(ratings, rated, starters, error=exc)
@@ -298,6 +298,8 @@ class Service:
         filters: Filters,
     ) -> tuple[Recommendations, Ratings]:
         ratings = choice.model.check_ratings(pairs)
+        # A visitor policy's pick comes with its own neighbourhood size.
+        k = k if choice.k is None else choice.k
         key = ("ratings", self._key(choice, ratings, n, k, filters))
         kept = self._answers.get(key)
         if kept is None:

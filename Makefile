@@ -52,12 +52,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	touch $@
 
-static: $(HTMX)
+AXE := static/vendor/axe.min.js
 
-$(HTMX): package.json package-lock.json
+# axe-core is only for the browser tests, which inject it; no page links it.
+static: $(HTMX) $(AXE)
+
+$(HTMX) $(AXE): package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	mkdir -p static/vendor
-	cp node_modules/htmx.org/dist/htmx.min.js $@
+	cp node_modules/htmx.org/dist/htmx.min.js $(HTMX)
+	cp node_modules/axe-core/axe.min.js $(AXE)
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor

@@ -437,3 +437,76 @@ def test_star_arrow_keys_go_the_way_they_point_and_save_once(
     page.keyboard.press("ArrowLeft")
     page.wait_for_function(f"() => location.href.includes('r={film}:2.5')")
     context.close()
+
+
+AXE = ROOT / "static" / "vendor" / "axe.min.js"
+
+
+def _axe(page: Page, state: str) -> list[str]:
+    """axe-core's violations on the page as it is now, one line each, named by `state`."""
+    if not AXE.exists():
+        pytest.fail("static/vendor/axe.min.js is missing: run `make static`")
+    page.add_script_tag(path=str(AXE))
+    found: list[str] = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
+             .map(v => v.id + " (" + v.nodes.map(n => n.target.join(" ")).join(", ") + ")")"""
+    )
+    return [f"{state}: {violation}" for violation in found]
+
+
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+@pytest.mark.parametrize("device", list(VIEWPORTS))
+def test_axe_finds_nothing_in_any_state(
+    browser: Browser, live_server: str, device: str, scheme: str
+) -> None:
+    # The CSP allows no inline script, and add_script_tag injects one: for axe only.
+    context = browser.new_context(
+        viewport=VIEWPORTS[device], device_scale_factor=1, bypass_csp=True, color_scheme=scheme
+    )
+    page = context.new_page()
+    found: list[str] = []
+    page.goto(live_server)
+    found += _axe(page, "/")
+    _search(page, "42", "original")
+    _wait_idle(page)
+    found += _axe(page, "results")
+    page.fill("#user_id", "x")
+    page.click("#search button[type=submit]")
+    page.locator("#results [role=alert]").wait_for()
+    found += _axe(page, "error in place")
+    page.goto(f"{live_server}/?user_id=99999")
+    found += _axe(page, "error page")
+    page.goto(f"{live_server}/rate")
+    found += _axe(page, "/rate")
+    page.fill("#q", "matrix")
+    page.locator("#found .list-caption", has_text="matching").wait_for()
+    found += _axe(page, "search")
+    page.goto(f"{live_server}/rate?r=1:4,260:4.5,1196:4,2571:5")
+    found += _axe(page, "/rate with ratings")
+    page.fill("#from_user", "nobody")
+    page.click(".from-user button")
+    page.locator("#visitor [role=alert]").wait_for()
+    _wait_idle(page)
+    found += _axe(page, "/rate error in place")
+    page.goto(f"{live_server}/about")
+    found += _axe(page, "/about")
+    page.goto(f"{live_server}/no-such-page")
+    found += _axe(page, "404")
+    assert not found
+    context.close()
+
+
+def test_stars_show_their_state_in_forced_colours(browser: Browser, live_server: str) -> None:
+    context, page = _new_page(browser)
+    page.emulate_media(forced_colors="active")
+    page.goto(f"{live_server}/rate?r=1:3")
+    row = page.locator("ul[aria-label='Films you rated'] .star-row").first
+    drawn = row.evaluate(
+        """row => Array.from(row.querySelectorAll("label")).map(label => {
+             const style = getComputedStyle(label, "::before");
+             return style.content + " " + style.color;
+           })"""
+    )
+    filled, empty = set(drawn[:6]), set(drawn[6:])
+    assert len(filled) == 1 and len(empty) == 1 and filled != empty, drawn
+    context.close()

@@ -272,6 +272,23 @@ async def test_a_reload_renders_the_ratings_from_the_address(client: Client) -> 
     assert page.css_first('input#mine-30-9[name=set][value="30:4.5"][checked]') is not None
 
 
+async def test_the_fragment_is_what_visitor_holds_and_says_stars_need_javascript(
+    client: Client,
+) -> None:
+    fragment = await parsed(await client.get("/rate?r=10:5", headers={"HX-Request": "true"}))
+    assert fragment.css_first("#visitor") is None, "#visitor is never replaced, only filled"
+    assert text_of(fragment, "title") == "1 rated · Rate films · Movie Night"
+    page = await parsed(await client.get("/rate?r=10:5"))
+    visitor = page.css_first("#visitor")
+    assert visitor is not None and visitor.attributes["hx-sync"] == "this:queue all"
+    assert "aria-live" not in visitor.attributes  # a short summary is announced elsewhere
+    assert page.css_first("#visitor-status[role=status]") is not None
+    # With JavaScript off the stars are hidden by a stylesheet and the page says why.
+    link = page.css_first("head noscript")
+    assert link is not None and "noscript.css" in link.html
+    assert "Giving stars needs JavaScript" in text_of(page, "main noscript")
+
+
 async def test_starting_from_a_movielens_user(client: Client) -> None:
     response = await client.get("/rate?from_user=3", headers={"HX-Request": "true"})
     assert response.headers["HX-Push-Url"] == "/rate?r=10:5,40:2,50:4"

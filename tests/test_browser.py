@@ -177,7 +177,9 @@ def test_recommendations_appear_in_place(browser: Browser, live_server: str, dev
 
     page.click(".nav >> text=About")
     page.wait_for_selector(".about-table table")
-    assert page.locator(".about-table").count() == 2  # the random and the temporal split
+    splits = page.locator("section[aria-labelledby=eval-title] .about-table")
+    assert splits.count() == 2  # the random and the temporal split
+    assert page.locator("#visitor-evaluation table.visitor-table").count() == 2
     assert page.locator("tr.is-default").first.inner_text().startswith("ease")
     assert page.evaluate("document.documentElement.scrollWidth") <= width, "page overflows"
     page.screenshot(path=str(ARTIFACTS / f"about-{device}.png"), full_page=True)

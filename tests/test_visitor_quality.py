@@ -174,7 +174,7 @@ async def test_about_shows_the_visitor_table(client: TestClientProtocol) -> None
     (starters, _) = tree.css("table.visitor-table")
     assert starters.attributes["data-draw"] == "starters"
     headers = texts(starters, "thead th")
-    assert headers[0] == "Ratings given" and headers[-1] == "what /rate gives"
+    assert headers[0] == "Ratings given" and headers[-1] == "/rate"
     assert {"ease", "userknn-weighted", "popularity"} <= set(headers)
     assert texts(starters, "tbody th") == ["3", "5", "10", "20"]
     assert all(len(row.css("td")) == len(headers) - 1 for row in starters.css("tbody tr"))

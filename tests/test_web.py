@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import brotli
 import pytest
 from aiohttp import web
 from quart import Response
@@ -415,3 +416,17 @@ async def test_an_error_in_place_names_its_field_and_the_nav_marks_the_page(
     assert texts(page, "nav a[aria-current=page]") == ["About"]
     assert one(page, "a.skip-link").attributes["href"] == "#main"
     assert one(page, "main#main")
+
+
+async def test_big_answers_are_compressed_small_ones_are_not(client: TestClientProtocol) -> None:
+    plain = await client.get("/rate?r=10:5,20:3,30:4.5")
+    assert "Content-Encoding" not in plain.headers
+    squeezed = await client.get("/rate?r=10:5,20:3,30:4.5", headers={"Accept-Encoding": "gzip, br"})
+    assert squeezed.headers["Content-Encoding"] == "br"
+    assert (
+        "Accept-Encoding" in squeezed.headers["Vary"] and "HX-Request" in squeezed.headers["Vary"]
+    )
+    assert brotli.decompress(await squeezed.get_data()) == await plain.get_data()
+    small = await client.get("/healthz", headers={"Accept-Encoding": "gzip, br"})
+    assert "Content-Encoding" not in small.headers
+    assert small.headers["Content-Security-Policy"]  # still behind the security headers

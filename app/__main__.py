@@ -14,8 +14,16 @@ from app import logs
 from app.config import ConfigError, Settings
 from app.data.movielens import DatasetError
 from app.engine import check_algorithms
+from app.engine.build import (
+    build_snapshot,
+    enabled_algorithms,
+    estimate_fits,
+    estimates_table,
+    manifest_table,
+)
 from app.engine.policy import VISITOR_POLICY
 from app.evaluation.command import SPLITS, Options, candidates, run
+from app.evaluation.report import ProgressBar
 from app.server import (
     hypercorn_config,
     raise_file_limit,
@@ -23,7 +31,7 @@ from app.server import (
     serve_until_signalled,
 )
 
-COMMANDS = ("serve", "evaluate")
+COMMANDS = ("serve", "build", "evaluate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,8 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     options = parser.parse_args(args)
     # Flags override the environment and go through the same parsers, so they are checked alike.
-    if options.command == "evaluate":
+    if options.command in ("evaluate", "build"):
         flags = {"MOVIELENS_SOURCE": options.source}
+        if options.command == "build" and options.algorithms:
+            flags["ALGORITHMS"] = options.algorithms
     else:
         flags = {"HOST": options.host, "PORT": options.port, "WORKERS": options.workers}
     environ = {**os.environ, **{name: value for name, value in flags.items() if value is not None}}
@@ -46,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if options.command == "evaluate":
         return evaluate(settings, options, parser)
+    if options.command == "build":
+        return build(settings, options)
     return serve(settings)
 
 
@@ -60,6 +72,22 @@ def serve(settings: Settings) -> int:
     # One worker runs in this process, so in a container it is PID 1 and gets SIGTERM itself.
     raise_file_limit()
     asyncio.run(serve_until_signalled(hypercorn_config(settings)))
+    return 0
+
+
+def build(settings: Settings, options: argparse.Namespace) -> int:
+    """Fit every enabled algorithm and write one complete snapshot; print what it holds."""
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    names = enabled_algorithms(settings)
+    try:
+        if options.dry_run:
+            print(estimates_table(estimate_fits(settings, names, ProgressBar())))
+            return 0
+        manifest = build_snapshot(settings, names, options.out, ProgressBar())
+    except DatasetError as exc:
+        print(f"movierec build: {exc}", file=sys.stderr)
+        return 1
+    print(manifest_table(manifest))
     return 0
 
 
@@ -104,6 +132,23 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", help="address to listen on (env HOST)")
     serve_cmd.add_argument("--port", help="port to listen on (env PORT)")
     serve_cmd.add_argument("--workers", help="Hypercorn worker processes (env WORKERS)")
+
+    build_cmd = commands.add_parser(
+        "build",
+        help="fit every enabled algorithm and write one complete snapshot that servers map",
+    )
+    build_cmd.add_argument(
+        "--out", type=Path, help="folder for the snapshot (default DATA_DIR/snapshots)"
+    )
+    build_cmd.add_argument(
+        "--algorithms", help="comma-separated algorithm names (env ALGORITHMS; default: all)"
+    )
+    build_cmd.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the memory and time each fit would need, and fit nothing",
+    )
+    build_cmd.add_argument("--source", help="dataset source (env MOVIELENS_SOURCE)")
 
     defaults = Options()
     evaluate_cmd = commands.add_parser(

@@ -209,6 +209,14 @@ SETTINGS: tuple[Setting, ...] = (
         "each is fitted in the background after start.",
     ),
     Setting(
+        "ease_memory_budget",
+        "EASE_MEMORY_BUDGET",
+        2 << 30,
+        _positive_int,
+        "Bytes EASE's dense solve may take while fitting; with more films than that holds, "
+        "the most rated that fit are modelled.",
+    ),
+    Setting(
         "result_cache",
         "RESULT_CACHE",
         4096,
@@ -260,6 +268,7 @@ class Settings:
     workers: int = 1
     compute_threads: int = 1
     algorithms: tuple[str, ...] = ALL_ALGORITHMS
+    ease_memory_budget: int = 2 << 30
     result_cache: int = 4096
     result_cache_bytes: int = 64 << 20
     retry_backoff: float = 5.0

@@ -188,6 +188,17 @@ def _cached(folder: Path, origin: Mapping[str, object], checksum: str) -> bool:
     return True
 
 
+def extraction_digest(release: Path) -> str | None:
+    """The SHA-256 of the zip that `release` was extracted from, if we extracted it."""
+    for folder in (release, release.parent):
+        try:
+            marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+            return str(marker["digests"]["sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
 def forget_extraction(folder: Path) -> bool:
     """Make the next fetch extract the release again (its files failed to load).
 

@@ -1,8 +1,12 @@
-"""The build pipeline: fetch -> load -> matrix -> snapshot, and the model mapped from it.
+"""The build pipeline: fetch -> load -> matrix -> fit -> snapshot, and the model mapped from it.
 
-Workers that share DATA_DIR take turns on a lock: the first one builds and writes the
-snapshot, the others map what it wrote. Everyone serves from the mapping, so the arrays
-are in memory once however many workers there are.
+A snapshot holds the rating matrix, the catalogue and every fitted algorithm's arrays, with
+a manifest (the release's fingerprint, the settings that shaped each fit, build times and
+sizes) in its header. `movierec build` writes a complete one; a server maps it read-only, so
+every algorithm in it is ready at once and shared by all workers through the page cache.
+
+Workers that share DATA_DIR take turns on a lock: without a snapshot, the first one builds
+the matrix and writes a snapshot of it, the others map what it wrote.
 """
 
 from __future__ import annotations
@@ -12,20 +16,31 @@ import hashlib
 import json
 import logging
 import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from app.config import Settings
 from app.data import lock, snapshot
 from app.data.catalogue import Catalogue
-from app.data.fetch import ProgressCallback, fetch_dataset, forget_extraction
+from app.data.fetch import ProgressCallback, extraction_digest, fetch_dataset, forget_extraction
 from app.data.movielens import DatasetError, find_release_dir, load
+from app.engine.manifest import Fit, Manifest
 from app.engine.model import Model
-from app.recommender import RatingMatrix
+from app.recommender import ALGORITHMS, ORIGINAL, Algorithm, RatingMatrix, TooLarge, create
+from app.recommender.ease import EASE
+from app.recommender.itemknn import co_rated_pairs
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Bumped whenever what a snapshot holds changes meaning, so old snapshots are rebuilt.
-MODEL_VERSION = 1
+# 2: fitted algorithms and a manifest beside the matrix and the catalogue.
+MODEL_VERSION = 2
 SNAPSHOT_DIR = "snapshots"
 
 
@@ -35,25 +50,145 @@ class StorageError(DatasetError):
     hint = "Check that DATA_DIR is writable and has free space."
 
 
+def fit_params(settings: Settings, name: str) -> dict[str, Any]:
+    """The constructor arguments the settings give an algorithm (EASE's memory budget)."""
+    if name == EASE.name:
+        return {"memory_budget": settings.ease_memory_budget}
+    return {}
+
+
+def new_algorithm(settings: Settings, name: str) -> Algorithm:
+    """An unfitted algorithm, made as these settings make it."""
+    return create(name, **fit_params(settings, name))
+
+
+def enabled_algorithms(settings: Settings) -> list[str]:
+    """The algorithms ALGORITHMS enables, the original always among them, in registry order."""
+    return [name for name in ALGORITHMS if name == ORIGINAL or settings.enabled(name)]
+
+
+def snapshot_path(settings: Settings, release: str) -> Path:
+    """Where the snapshot of a release lives in DATA_DIR."""
+    return settings.data_dir / SNAPSHOT_DIR / f"{release}.snapshot"
+
+
 async def build_model(
     settings: Settings, report: ProgressCallback, stopping: threading.Event
 ) -> Model:
-    """Fetch the release, then map its snapshot or build one (in a thread).
+    """Fetch the release, then map its snapshot or build one of the matrix (in a thread).
 
-    DatasetError (with a `hint`) when the data cannot be had; LockAbandoned when `stopping`
-    is set while another worker holds the build lock.
+    Every algorithm the snapshot holds, fitted with the parameters these settings give,
+    comes ready. DatasetError (with a `hint`) when the data cannot be had; LockAbandoned
+    when `stopping` is set while another worker holds the lock.
     """
+    return await _with_release(
+        settings, report, lambda release: _map_or_build(settings, release, report, stopping)
+    )
+
+
+def build_snapshot(
+    settings: Settings,
+    names: Iterable[str],
+    out: Path | None,
+    report: ProgressCallback,
+) -> Manifest:
+    """`movierec build`: fetch, load, build the matrix, fit `names`, write one snapshot.
+
+    Blocking. The snapshot goes to `out` (a folder) or DATA_DIR/snapshots, written to a
+    temporary file and renamed into place, so servers see the old one or the new one.
+    """
+    started = time.monotonic()
+    phases: dict[str, float] = {}
+    chosen = list(dict.fromkeys(names))
+    steps = ["loading ratings", "building the matrix", *chosen, "writing the snapshot"]
+
+    def step(what: str) -> None:
+        report(what if what not in chosen else f"fitting {what}", steps.index(what), len(steps))
+
+    def build(release: Path) -> Manifest:
+        clock = time.monotonic()
+        step("loading ratings")
+        dataset = load(release)
+        phases["load"] = time.monotonic() - clock
+        clock = time.monotonic()
+        step("building the matrix")
+        matrix = RatingMatrix.from_frame(dataset.ratings)
+        catalogue = Catalogue.from_frame(dataset.movies)
+        del dataset
+        phases["matrix"] = time.monotonic() - clock
+        arrays = {**matrix.to_arrays(), **catalogue.to_arrays()}
+        fits = []
+        for name in chosen:
+            step(name)
+            fit, fitted = _fit(settings, name, matrix)
+            fits.append(fit)
+            arrays.update(fitted)
+        step("writing the snapshot")
+        manifest = Manifest(
+            build_id=uuid.uuid4().hex[:12],
+            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            release=release.name,
+            source=fingerprint(release),
+            ratings=matrix.nnz,
+            fits=tuple(fits),
+            seconds=time.monotonic() - started,
+            bytes=sum(array.nbytes for array in arrays.values()),
+            phases=phases,
+        )
+        path = (out or settings.data_dir / SNAPSHOT_DIR) / f"{release.name}.snapshot"
+        meta = {"model_version": MODEL_VERSION, **asdict(manifest)}
+        # The lock orders this rename with a server's own (smaller) snapshot of the matrix.
+        with lock.held(path.with_name(f".{path.name}.lock"), lambda: None):
+            snapshot.write(path, arrays, meta)
+        report("done", len(steps), len(steps))
+        return manifest
+
+    return asyncio.run(_with_release(settings, report, build))
+
+
+def read_manifest(path: Path) -> Manifest:
+    """The manifest of the snapshot at `path` (SnapshotError if there is none)."""
+    _, meta = snapshot.read(path, {"model_version": MODEL_VERSION})
+    return Manifest.from_meta(meta)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What fitting one algorithm would take: peak memory and CPU time, roughly."""
+
+    name: str
+    bytes: int
+    seconds: float
+    note: str = ""
+
+
+def estimate_fits(
+    settings: Settings, names: Iterable[str], report: ProgressCallback
+) -> list[Estimate]:
+    """`movierec build --dry-run`: the memory and time each fit would need, without fitting."""
+
+    def estimate(release: Path) -> list[Estimate]:
+        matrix = _matrix_of(settings, release, report)
+        return [_estimate(settings, name, matrix) for name in dict.fromkeys(names)]
+
+    return asyncio.run(_with_release(settings, report, estimate))
+
+
+async def _with_release(
+    settings: Settings, report: ProgressCallback, work: Callable[[Path], T]
+) -> T:
+    """Fetch the release and run `work(release_dir)` in a thread; damaged files extracted again."""
     try:
         folder = await fetch_dataset(settings, report)
         try:
-            return await asyncio.to_thread(_map_or_build, settings, folder, report, stopping)
+            return await asyncio.to_thread(work, find_release_dir(folder))
         except DatasetError as exc:
             if not forget_extraction(folder):
                 raise
             # The extracted files were damaged in a way their size and time do not show.
             log.warning("The extracted files fail to load (%s); extracting them again", exc)
             folder = await fetch_dataset(settings, report)
-            return await asyncio.to_thread(_map_or_build, settings, folder, report, stopping)
+            return await asyncio.to_thread(work, find_release_dir(folder))
     except OSError as exc:
         log.error("Reading or writing the dataset failed: %s", exc)
         reason = exc.strerror or type(exc).__name__
@@ -61,11 +196,10 @@ async def build_model(
 
 
 def _map_or_build(
-    settings: Settings, folder: Path, report: ProgressCallback, stopping: threading.Event
+    settings: Settings, release: Path, report: ProgressCallback, stopping: threading.Event
 ) -> Model:
-    release = find_release_dir(folder)
-    path = settings.data_dir / SNAPSHOT_DIR / f"{release.name}.snapshot"
-    expect = {"model_version": MODEL_VERSION, "source": _fingerprint(release)}
+    path = snapshot_path(settings, release.name)
+    expect = {"model_version": MODEL_VERSION, "source": fingerprint(release)}
 
     def enter(phase: str) -> None:
         report(phase, 0, None)
@@ -77,7 +211,7 @@ def _map_or_build(
     ):
         _clean_leftovers(path)
         try:
-            return _mapped(path, expect, from_snapshot=True)
+            return map_snapshot(settings, path, expect)
         except snapshot.SnapshotMissing as exc:
             log.info("Building the model from the CSV files (%s)", exc)
         except snapshot.SnapshotError as exc:
@@ -89,13 +223,105 @@ def _map_or_build(
         catalogue = Catalogue.from_frame(dataset.movies)
         del dataset
         enter("saving a snapshot")
+        manifest = Manifest(
+            build_id=uuid.uuid4().hex[:12],
+            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            release=release.name,
+            source=str(expect["source"]),
+            ratings=matrix.nnz,
+        )
         try:
-            snapshot.write(path, {**matrix.to_arrays(), **catalogue.to_arrays()}, expect)
+            snapshot.write(
+                path,
+                {**matrix.to_arrays(), **catalogue.to_arrays()},
+                {"model_version": MODEL_VERSION, **asdict(manifest)},
+            )
         except OSError as exc:
             log.warning("Could not write the snapshot %s (%s); serving from memory", path, exc)
             return Model.of(matrix, catalogue, from_snapshot=False)
         del matrix, catalogue
-        return _mapped(path, expect, from_snapshot=False)
+        return map_snapshot(settings, path, expect, from_snapshot=False)
+
+
+def map_snapshot(
+    settings: Settings, path: Path, expect: Mapping[str, Any], *, from_snapshot: bool = True
+) -> Model:
+    """The Model in the snapshot at `path`, with every algorithm fitted as these settings would.
+
+    SnapshotError if it is missing, damaged or not built from what `expect` says.
+    """
+    arrays, meta = snapshot.read(path, expect)
+    manifest = Manifest.from_meta(meta)
+    matrix = RatingMatrix.from_arrays(arrays)
+    model = Model.of(
+        matrix,
+        Catalogue.from_arrays(arrays),
+        from_snapshot=from_snapshot,
+        manifest=manifest,
+        path=path,
+    )
+    for fit in manifest.fits:
+        if fit.name not in ALGORITHMS or fit.name == ORIGINAL or fit.reason:
+            continue
+        algorithm = new_algorithm(settings, fit.name)
+        if algorithm.params() != fit.params:
+            log.info("%s in the snapshot was fitted with other settings; fitting again", fit.name)
+            continue
+        prefix = f"fitted.{fit.name}."
+        state = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        model = model.with_algorithm(algorithm.restore(matrix, state))
+    return model
+
+
+def expectation(release: Path) -> dict[str, Any]:
+    """What a snapshot of `release` must say it was built from to be current."""
+    return {"model_version": MODEL_VERSION, "source": fingerprint(release)}
+
+
+def _fit(settings: Settings, name: str, matrix: RatingMatrix) -> tuple[Fit, dict[str, Any]]:
+    algorithm = new_algorithm(settings, name)
+    started = time.monotonic()
+    try:
+        algorithm.fit(matrix)
+    except (TooLarge, MemoryError) as exc:
+        log.warning("Leaving out %s: %s", name, exc)
+        return Fit(name, algorithm.params(), reason=str(exc)), {}
+    state = {f"fitted.{name}.{key}": value for key, value in algorithm.fitted_arrays().items()}
+    took = time.monotonic() - started
+    size = sum(value.nbytes for value in state.values())
+    log.info("%s fitted in %.2fs (%.1f MiB)", name, took, size / 2**20)
+    return Fit(name, algorithm.params(), took, size), state
+
+
+def _matrix_of(settings: Settings, release: Path, report: ProgressCallback) -> RatingMatrix:
+    """The release's matrix, from its snapshot when there is a current one."""
+    try:
+        arrays, _ = snapshot.read(snapshot_path(settings, release.name), expectation(release))
+        return RatingMatrix.from_arrays(arrays)
+    except snapshot.SnapshotError:
+        report("loading ratings", 0, None)
+        return RatingMatrix.from_frame(load(release).ratings)
+
+
+# Rough speeds of this kind of machine, for --dry-run: a dense solve of n films costs about
+# n^3 floating-point operations; item-item fits multiply every co-rated pair once.
+FLOPS_PER_SECOND = 2e10
+PAIRS_PER_SECOND = 5e7
+
+
+def _estimate(settings: Settings, name: str, matrix: RatingMatrix) -> Estimate:
+    algorithm = new_algorithm(settings, name)
+    if isinstance(algorithm, EASE):
+        films = len(algorithm.modelled_columns(matrix))
+        capped = films == algorithm.max_films
+        note = f"{films:,} films" + (" (the most rated the budget holds)" if capped else "")
+        if algorithm.max_films < 100:
+            note = "budget too small for a useful EASE"
+        return Estimate(name, algorithm.estimate_bytes(matrix), films**3 / FLOPS_PER_SECOND, note)
+    if name in ("itemknn", "rp3beta"):
+        pairs = co_rated_pairs(matrix)
+        return Estimate(name, 64 << 20, pairs / PAIRS_PER_SECOND, f"{pairs:,} co-rated pairs")
+    return Estimate(name, matrix.n_users * 8, 0.0, "no fit beyond the matrix")
 
 
 def _clean_leftovers(path: Path) -> None:
@@ -107,15 +333,48 @@ def _clean_leftovers(path: Path) -> None:
         log.warning("Removed %d partial snapshot(s) an interrupted build left", len(leftovers))
 
 
-def _mapped(path: Path, expect: dict[str, object], *, from_snapshot: bool) -> Model:
-    arrays, _ = snapshot.read(path, expect)
-    return Model.of(
-        RatingMatrix.from_arrays(arrays), Catalogue.from_arrays(arrays), from_snapshot=from_snapshot
-    )
+def fingerprint(release: Path) -> str:
+    """What a snapshot is built from: the zip's SHA-256 when we extracted it, else the files.
 
-
-def _fingerprint(release: Path) -> str:
-    """What the snapshot was built from: the release's files, their sizes and times."""
+    The zip's digest is the same on every machine, so a snapshot built by a job elsewhere
+    serves here; a folder given as the source is fingerprinted by its files' sizes and times.
+    """
+    digest = extraction_digest(release)
+    if digest:
+        return f"zip:{digest}"
     files = sorted(p for p in release.rglob("*") if p.is_file() and not p.name.startswith("."))
     listing = [(str(p.relative_to(release)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     return hashlib.sha256(json.dumps([str(release.resolve()), listing]).encode()).hexdigest()
+
+
+def manifest_table(manifest: Manifest) -> str:
+    """The summary `movierec build` prints: each algorithm's fit time, size and parameters."""
+    lines = [
+        f"snapshot {manifest.build_id} of {manifest.release}, built {manifest.built_at}: "
+        f"{manifest.ratings:,} ratings, {manifest.bytes / 2**20:,.1f} MiB, "
+        f"{manifest.seconds:.1f} s in all",
+        "",
+        f"| {'algorithm':<18} | {'fit s':>8} | {'MiB':>9} | parameters or why left out |",
+        f"|{'-' * 20}|{'-' * 10}|{'-' * 11}|{'-' * 28}|",
+    ]
+    for fit in manifest.fits:
+        detail = fit.reason or ", ".join(f"{k}={v}" for k, v in fit.params.items()) or "-"
+        lines.append(
+            f"| {fit.name:<18} | {fit.seconds:>8.2f} | {fit.bytes / 2**20:>9.1f} | {detail} |"
+        )
+    phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in manifest.phases.items())
+    return "\n".join([*lines, "", f"phases: {phases}"])
+
+
+def estimates_table(estimates: list[Estimate]) -> str:
+    """What `movierec build --dry-run` prints: the memory and time each fit would need."""
+    lines = [
+        f"| {'algorithm':<18} | {'peak MiB':>10} | {'about s':>9} | note |",
+        f"|{'-' * 20}|{'-' * 12}|{'-' * 11}|{'-' * 6}|",
+    ]
+    for estimate in estimates:
+        lines.append(
+            f"| {estimate.name:<18} | {estimate.bytes / 2**20:>10,.0f} | "
+            f"{estimate.seconds:>9.1f} | {estimate.note} |"
+        )
+    return "\n".join(lines)

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import re
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from app.config import ALL_ALGORITHMS, ConfigError, Settings
 from app.data.lock import LockAbandoned
 from app.data.movielens import DatasetError
-from app.engine.build import build_model
+from app.data.snapshot import SnapshotError
+from app.engine.build import MODEL_VERSION, build_model, map_snapshot, new_algorithm
 from app.engine.model import Model
 from app.engine.policy import visitor_step
 from app.engine.status import (
@@ -35,17 +37,17 @@ from app.engine.status import (
 from app.recommender import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
-    ORIGINAL,
     PREFERENCE,
     Algorithm,
     TooLarge,
-    create,
 )
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_PAUSE = 300.0
 RETRY_POLL_SECONDS = 1.0
+WATCH_SECONDS = 1.0
+"""How often each worker looks for a newer snapshot."""
 RETRY_MARKER = ".retry-requested"
 """Touched by POST /retry in DATA_DIR; every failed worker watches it and builds again."""
 
@@ -82,6 +84,10 @@ class Engine:
         self._building: asyncio.Task[None] | None = None
         self._fitting: asyncio.Task[None] | None = None
         self._retrying: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
+        self._mapped: tuple[int, int] | None = None
+        self.fits_run = 0
+        """Algorithms this process has fitted itself (none when a snapshot held them all)."""
         self._failures = 0
         self._generation = 0
         self._stopping = threading.Event()
@@ -130,7 +136,7 @@ class Engine:
     async def stop(self) -> None:
         """Cancel a build, fits or a pending retry (on shutdown)."""
         self._stopping.set()
-        for task in (self._building, self._fitting, self._retrying):
+        for task in (self._building, self._fitting, self._retrying, self._watching):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -156,14 +162,62 @@ class Engine:
             )
             return
         self._failures = 0
-        self._availability = {name: self._initial(name) for name in ALGORITHMS}
+        self._swap(model)
+        self._ready(model, time.monotonic() - started)
+        if self._watching is None:
+            self._watching = asyncio.get_running_loop().create_task(
+                self._watch_snapshot(), name="engine-watch"
+            )
+
+    def _swap(self, model: Model) -> None:
+        """Serve `model` from now on; fit in the background what it lacks.
+
+        Requests already running keep the model they chose (Choice holds it).
+        """
+        if self._fitting is not None:
+            self._fitting.cancel()
+        self._availability = {name: self._initial(name, model) for name in ALGORITHMS}
         self._model = model
         self._generation += 1
-        self._ready(model, time.monotonic() - started)
-        # The original serves from now on; the others are fitted one by one, off the loop.
-        self._fitting = asyncio.get_running_loop().create_task(
-            self._fit_algorithms(), name="engine-fits"
-        )
+        self._mapped = _identity(model.path)
+        if any(s.availability is Availability.PREPARING for s in self._availability.values()):
+            # The original serves from now on; the others are fitted one by one, off the loop.
+            self._fitting = asyncio.get_running_loop().create_task(
+                self._fit_algorithms(), name="engine-fits"
+            )
+        else:
+            self._fitting = None
+
+    async def _watch_snapshot(self) -> None:
+        """Switch to a newer snapshot of the same release when one appears in DATA_DIR.
+
+        A build job (here or on another machine sharing DATA_DIR) renames a complete snapshot
+        into place; every worker notices within WATCH_SECONDS and maps it.
+        """
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            model = self._model
+            if model is None or model.path is None or model.manifest is None:
+                continue
+            current = _identity(model.path)
+            if current is None or current == self._mapped:
+                continue
+            expect = {"model_version": MODEL_VERSION, "source": model.manifest.source}
+            try:
+                newer = await asyncio.to_thread(map_snapshot, self.settings, model.path, expect)
+            except SnapshotError as exc:
+                log.warning("Not switching to the new snapshot: %s", exc)
+                self._mapped = current
+                continue
+            assert newer.manifest is not None
+            log.info(
+                "Switched to snapshot %s (built %s): %s",
+                newer.manifest.build_id,
+                newer.manifest.built_at,
+                ", ".join(newer.algorithms),
+            )
+            self._swap(newer)
+            self._status = dataclasses.replace(self._status, **_snapshot_fields(newer))
 
     async def fits_done(self) -> None:
         """Wait until every enabled algorithm is fitted or left out."""
@@ -225,13 +279,18 @@ class Engine:
             return self.choose(name)
         return Choice(model, model.algorithms[step.algorithm], "", step.k)
 
-    def _initial(self, name: str) -> AlgorithmStatus:
-        if name == ORIGINAL:
+    def _initial(self, name: str, model: Model) -> AlgorithmStatus:
+        """Where `name` is with this model: fitted, left out and why, or to be fitted."""
+        if name in model.algorithms:
             return _status_of(name, Availability.READY)
         if not self.settings.enabled(name):
             return _status_of(
                 name, Availability.UNAVAILABLE, "not enabled on this server (ALGORITHMS)"
             )
+        fits = {fit.name: fit for fit in model.manifest.fits} if model.manifest else {}
+        fit = fits.get(name)
+        if fit and fit.reason and fit.params == new_algorithm(self.settings, name).params():
+            return _status_of(name, Availability.UNAVAILABLE, fit.reason)
         return _status_of(name, Availability.PREPARING)
 
     async def _fit_algorithms(self) -> None:
@@ -246,7 +305,8 @@ class Engine:
         for name in waiting:
             started = time.monotonic()
             try:
-                fitted = await asyncio.to_thread(create(name).fit, matrix)
+                fitted = await asyncio.to_thread(new_algorithm(self.settings, name).fit, matrix)
+                self.fits_run += 1
             except (TooLarge, MemoryError) as exc:
                 log.warning("Leaving out %s: %s", name, exc)
                 self._availability[name] = _status_of(name, Availability.UNAVAILABLE, str(exc))
@@ -323,6 +383,7 @@ class Engine:
             ratings=matrix.nnz,
             user_id_range=(int(ids[0]), int(ids[-1])),
             seconds_to_ready=elapsed,
+            **_snapshot_fields(model),
         )
         log.info(
             "Model ready in %.2fs (%s): %d users, %d movies, %d ratings",
@@ -339,6 +400,29 @@ def _status_of(name: str, availability: Availability, reason: str = "") -> Algor
     return AlgorithmStatus(
         name, algorithm.label, algorithm.description, algorithm.uses_k, availability, reason
     )
+
+
+def _identity(path: Path | None) -> tuple[int, int] | None:
+    """Which file is at `path` now (inode and modification time), None if none."""
+    if path is None:
+        return None
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns
+
+
+def _snapshot_fields(model: Model) -> dict[str, Any]:
+    """The Status fields that describe the snapshot a model was mapped from."""
+    manifest = model.manifest
+    if manifest is None:
+        return {"snapshot_id": "", "built_at": "", "snapshot_algorithms": ()}
+    return {
+        "snapshot_id": manifest.build_id,
+        "built_at": manifest.built_at,
+        "snapshot_algorithms": tuple(fit.name for fit in manifest.fits if not fit.reason),
+    }
 
 
 def _freeze_long_lived_objects() -> None:

@@ -11,12 +11,14 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
 from app.data.catalogue import Catalogue, Movie
 from app.engine.answers import Recommendations, assemble
 from app.engine.cache import LRUCache
+from app.engine.manifest import Manifest
 from app.engine.queries import NO_FILTERS, Filters, ItemFacts, Ratings
 from app.evaluation.starters import starter_items
 from app.recommender import (
@@ -75,14 +77,26 @@ class Model:
     algorithms: Mapping[str, Algorithm]
     from_snapshot: bool
     derived: Derived = field(repr=False)
+    manifest: Manifest | None = None
+    path: Path | None = None
 
     @classmethod
-    def of(cls, matrix: RatingMatrix, catalogue: Catalogue, *, from_snapshot: bool) -> Model:
-        """A model with the original fitted: it needs nothing but the matrix."""
+    def of(
+        cls,
+        matrix: RatingMatrix,
+        catalogue: Catalogue,
+        *,
+        from_snapshot: bool,
+        manifest: Manifest | None = None,
+        path: Path | None = None,
+    ) -> Model:
+        """A model with the original fitted: it needs nothing but the matrix.
+
+        `manifest` and `path` say which snapshot it was mapped from, if any.
+        """
         original = OriginalUserKNN().fit(matrix)
-        return cls(
-            matrix, catalogue, {ORIGINAL: original}, from_snapshot, Derived(matrix, catalogue)
-        )
+        derived = Derived(matrix, catalogue)
+        return cls(matrix, catalogue, {ORIGINAL: original}, from_snapshot, derived, manifest, path)
 
     def with_algorithm(self, fitted: Algorithm) -> Model:
         """The same model with one more fitted algorithm."""

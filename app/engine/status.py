@@ -18,7 +18,9 @@ class State(StrEnum):
 class Status:
     """A snapshot of the engine's progress, safe to render or serialise.
 
-    `error` says what went wrong and `hint` what an operator can do about it.
+    `error` says what went wrong and `hint` what an operator can do about it. Once ready,
+    `snapshot_id`, `built_at` and `snapshot_algorithms` say which snapshot is served and
+    which fitted algorithms it holds.
     """
 
     state: State
@@ -32,6 +34,9 @@ class Status:
     ratings: int = 0
     user_id_range: tuple[int, int] | None = None
     seconds_to_ready: float | None = None
+    snapshot_id: str = ""
+    built_at: str = ""
+    snapshot_algorithms: tuple[str, ...] = ()
 
     @property
     def fraction(self) -> float | None:

@@ -1,0 +1,177 @@
+"""`movierec build` writes one complete snapshot; servers map it, fit nothing, and switch to a
+newer one while serving."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import app.__main__ as cli
+from app.config import ALL_ALGORITHMS, Settings
+from app.engine import Availability, Service
+from app.engine.build import build_snapshot, read_manifest
+from app.recommender import ALGORITHMS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quiet(what: str, done: int, total: int | None) -> None:
+    """A progress callback that shows nothing."""
+
+
+@pytest.fixture
+def every(settings: Settings, tiny_zip: Path) -> Settings:
+    """The tiny release with every algorithm enabled."""
+    return settings.replace(source=str(tiny_zip), algorithms=ALL_ALGORITHMS)
+
+
+def test_build_writes_every_fitted_algorithm_with_a_manifest(every: Settings) -> None:
+    manifest = build_snapshot(every, list(ALGORITHMS), None, quiet)
+    assert [fit.name for fit in manifest.fits] == list(ALGORITHMS)
+    assert all(not fit.reason for fit in manifest.fits)
+    fits = {fit.name: fit for fit in manifest.fits}
+    assert fits["ease"].params["memory_budget"] == every.ease_memory_budget
+    assert fits["itemknn"].bytes > 0 and fits["itemknn"].params["neighbours"] == 50
+    assert manifest.ratings == 11 and manifest.release == "ml-tiny"
+    written = read_manifest(every.data_dir / "snapshots" / "ml-tiny.snapshot")
+    assert written == manifest
+
+
+async def test_a_server_on_a_complete_snapshot_fits_nothing(every: Settings) -> None:
+    # `movierec build` runs its own event loop: here, in a thread beside the test's.
+    await asyncio.to_thread(build_snapshot, every, list(ALGORITHMS), None, quiet)
+    fresh = Service(every.replace(data_dir=every.data_dir.parent / "elsewhere"))
+    await fresh.engine.build()
+    await fresh.fits_done()  # fitted here, the usual way, to compare answers with
+    for attempt in ("first worker", "second worker", "after a restart"):
+        service = Service(every)
+        await service.engine.build()
+        assert {a.availability for a in service.algorithms()} == {Availability.READY}, attempt
+        await service.fits_done()
+        assert service.engine.fits_run == 0, attempt
+        for name in ALGORITHMS:
+            mapped = (await service.recommend(1, n=3, k=2, algorithm=name)).value
+            fitted = (await fresh.recommend(1, n=3, k=2, algorithm=name)).value
+            assert mapped == fitted, name
+    assert fresh.engine.fits_run == len(ALGORITHMS) - 1  # all but the original
+
+
+async def test_a_fit_with_other_settings_is_fitted_again(every: Settings) -> None:
+    await asyncio.to_thread(build_snapshot, every, list(ALGORITHMS), None, quiet)
+    service = Service(every.replace(ease_memory_budget=100 << 20))
+    await service.engine.build()
+    await service.fits_done()
+    assert service.engine.fits_run == 1  # EASE, whose budget differs
+
+
+def test_the_build_command_prints_its_table_and_a_dry_run_fits_nothing(
+    every: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MOVIELENS_SOURCE", every.source)
+    monkeypatch.setenv("DATA_DIR", str(every.data_dir))
+    assert cli.main(["build", "--dry-run"]) == 0
+    assert "co-rated pairs" in capsys.readouterr().out
+    assert not (every.data_dir / "snapshots" / "ml-tiny.snapshot").exists() or (
+        read_manifest(every.data_dir / "snapshots" / "ml-tiny.snapshot").fits == ()
+    )
+    out = every.data_dir / "published"
+    assert cli.main(["build", "--algorithms", "original,ease", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| ease" in printed and "l2=2500.0" in printed
+    assert [fit.name for fit in read_manifest(out / "ml-tiny.snapshot").fits] == [
+        "original",
+        "ease",
+    ]
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get_json(url: str) -> tuple[int, dict[str, object]]:
+    """Status and JSON body of a GET (status 0 when nothing answered)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+    except OSError:
+        return 0, {}
+
+
+def test_a_new_snapshot_is_picked_up_under_load_without_a_failed_request(
+    every: Settings,
+) -> None:
+    build_snapshot(every, ["original", "popularity"], None, quiet)
+    port = free_port()
+    env = {
+        **os.environ,
+        "MOVIELENS_SOURCE": every.source,
+        "DATA_DIR": str(every.data_dir),
+        "PORT": str(port),
+        "WORKERS": "2",
+        "ALGORITHMS": "original,popularity",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while get_json(f"{base}/readyz")[0] != 200:
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.1)
+        before = get_json(f"{base}/api/status")[1]["snapshot_id"]
+        failures: list[int] = []
+        answered = 0
+        stop = threading.Event()
+
+        def load() -> None:
+            nonlocal answered
+            while not stop.is_set():
+                status, _ = get_json(f"{base}/api/users/1/recommendations?algorithm=popularity")
+                answered += 1
+                if status != 200:
+                    failures.append(status)
+
+        clients = [threading.Thread(target=load) for _ in range(4)]
+        for client in clients:
+            client.start()
+        time.sleep(0.5)
+        build_snapshot(every, ["original", "popularity"], None, quiet)
+        after = read_manifest(every.data_dir / "snapshots" / "ml-tiny.snapshot").build_id
+        assert after != before
+        # Each new connection may reach either worker: all must serve the new snapshot.
+        switched = time.monotonic() + 10
+        while not all(
+            get_json(f"{base}/api/status")[1].get("snapshot_id") == after for _ in range(10)
+        ):
+            assert time.monotonic() < switched, "the workers did not switch"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        stop.set()
+        for client in clients:
+            client.join(timeout=10)
+        assert answered > 20 and failures == []
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=15)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quart import Quart, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from app.engine import (
     MAX_RATINGS,
@@ -101,17 +101,22 @@ def register(app: Quart) -> None:
         app.register_error_handler(kind, known)
 
     @app.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException) -> tuple[Response | str, int]:
+    async def http_error(exc: HTTPException) -> tuple[Response | str, int, dict[str, str]]:
         status = exc.code or 500
         message = exc.description or exc.name
+        headers: dict[str, str] = {}
         if status == 413:
             limit = current_app.config["MAX_CONTENT_LENGTH"]
             message = (
                 f"The request body is over {limit // 1024} KiB; send at most {MAX_RATINGS} ratings."
             )
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            # RFC 9110: a 405 must say which methods the resource does allow.
+            headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+            message = f"{request.method} is not allowed here; use {headers['Allow']}."
         if _wants_json():
-            return json_error(status, message)
-        return _error_page(status, exc.name, message)
+            return (*json_error(status, message), headers)
+        return (*_error_page(status, exc.name, message), headers)
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> tuple[Response | str, int]:

@@ -141,8 +141,10 @@ async def test_the_reference_page_is_rendered_from_the_document(
     assert len(sections) == len(operations) and set(sections) == operations
     recommend = one(page, "#recommendForUser")
     assert texts(recommend, ".parameters dt code") == ["user_id", "n", "k", "algorithm"]
-    n = next(dt for dt in recommend.css(".parameters dt") if text_of(dt).startswith("n "))
-    assert f"integer, 1 to {MAX_N}" in text_of(n)
+    described = dict(
+        zip(texts(recommend, ".parameters dt"), texts(recommend, ".parameters dd"), strict=True)
+    )
+    assert described["n"].startswith(f"query: integer, 1 to {MAX_N}, default 5.")
     # Within the page's Content-Security-Policy: no inline script or style.
     assert all("src" in node.attributes for node in page.css("script"))
     assert not page.css("style") and not page.css("[style]")

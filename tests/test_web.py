@@ -254,8 +254,11 @@ async def test_wrong_method_is_a_405(client: TestClientProtocol) -> None:
 async def test_unknown_page_is_a_friendly_404(client: TestClientProtocol) -> None:
     response = await client.get("/nope")
     assert response.status_code == 404
-    back = one(await tree(response), "main a.button")
-    assert (text_of(back), back.attributes["href"]) == ("Back to recommendations", "/")
+    page = await tree(response)
+    assert text_of(one(page, "h1")) == "We could not find that page"
+    assert "not found on the server" not in text_of(one(page, "main")), "not the stock text"
+    assert [a.attributes["href"] for a in page.css("main ul a")] == ["/", "/rate", "/about"]
+    assert text_of(one(page, "title")) == "Page not found · Movie Night"
 
 
 async def test_health_and_status_when_ready(client: TestClientProtocol) -> None:

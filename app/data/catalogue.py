@@ -152,10 +152,20 @@ class Catalogue:
         genres = _unpack(self.genre_bytes, self.genre_offsets, position)
         return Movie(
             movie_id=int(self.movie_ids[position]),
-            title=_unpack(self.title_bytes, self.title_offsets, position),
+            title=display_title(_unpack(self.title_bytes, self.title_offsets, position)),
             year=None if year == NO_YEAR else year,
             genres=tuple(g for g in genres.split("|") if g),
         )
+
+
+def display_title(title: str) -> str:
+    """The title as people write it: "Matrix, The" reads "The Matrix" (search knows both)."""
+    moved = _TRAILING_ARTICLE.match(title)
+    if not moved:
+        return title
+    article, rest = moved["article"], moved["rest"] or ""
+    space = "" if article.endswith("'") else " "
+    return f"{article}{space}{moved['title']}{rest}"
 
 
 def _pack(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -112,6 +112,7 @@ async def about() -> tuple[str, int, dict[str, str]]:
         report=report,
         local=local,
         algorithms=service().algorithms(),
+        labels={a.name: a.label for a in service().algorithms()},
         default_algorithm=service().default_algorithm(),
         status=service().status,
         here="about",

@@ -13,10 +13,12 @@ import copy
 import functools
 import json
 import re
+import tomllib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
+from pathlib import Path
 from typing import Any
 
 from app.engine import (
@@ -45,14 +47,26 @@ def template() -> dict[str, Any]:
     return found
 
 
+@functools.cache
+def package_version() -> str:
+    """The project's version: installed metadata, else pyproject.toml beside the app package."""
+    try:
+        return metadata.version("movierec")
+    except metadata.PackageNotFoundError:
+        pass
+    # The container runs the sources with the dependencies installed, not the package.
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    try:
+        with pyproject.open("rb") as file:
+            return str(tomllib.load(file)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "0.0.0"
+
+
 def values(service: Service, max_body_bytes: int) -> dict[str, object]:
     """What each token stands for, from the code and the running service."""
-    try:
-        version = metadata.version("movierec")
-    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
-        version = "0.0.0"
     return {
-        "VERSION": version,
+        "VERSION": package_version(),
         "MAX_N": MAX_N,
         "MAX_K": MAX_K,
         "DEFAULT_N": DEFAULT_N,

@@ -199,11 +199,13 @@ async def test_bad_payloads_get_clear_4xx(
     assert "Traceback" not in json.dumps(body)
 
 
-async def test_ten_thousand_ratings_are_refused(client: Client) -> None:
-    compact = {"ratings": [{"movie_id": 10, "rating": 4}] * 10_000}
-    response = await client.post("/api/recommendations", json=compact)
+async def test_a_whole_history_is_taken_and_more_is_refused(client: Client) -> None:
+    assert MAX_RATINGS >= 5_000, "whole MovieLens histories, not a sample"
+    huge = {"ratings": [{"movie_id": 10, "rating": 4}] * (3 * MAX_RATINGS)}
+    response = await client.post("/api/recommendations", json=huge)
     body = await response.get_json()
-    assert response.status_code == 413 and "at most 500 ratings" in body["error"]["message"]
+    assert response.status_code == 413
+    assert f"at most {MAX_RATINGS} ratings" in body["error"]["message"]
     small = {"ratings": [{"movie_id": 10, "rating": 4}] * (MAX_RATINGS + 1)}
     response = await client.post("/api/recommendations", json=small)
     body = await response.get_json()
@@ -293,6 +295,8 @@ async def test_the_fragment_is_what_visitor_holds_and_says_stars_need_javascript
 async def test_starting_from_a_movielens_user(client: Client) -> None:
     response = await client.get("/rate?from_user=3", headers={"HX-Request": "true"})
     assert response.headers["HX-Push-Url"] == "/rate?r=10:5,40:2,50:4"
+    said = text_of(await parsed(response), "section[aria-labelledby=rated-title] p.note")
+    assert "user 3's 3 highest-rated films" in said and "replaced the ratings you had" in said
     missing = await client.get("/rate?from_user=99", headers={"HX-Request": "true"})
     assert missing.status_code == 404
     assert "Valid user IDs are 1 to 4" in text_of(await parsed(missing), "[role=alert]")

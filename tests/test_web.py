@@ -124,7 +124,8 @@ async def test_htmx_request_gets_only_the_fragment(client: TestClientProtocol) -
     assert text_of(one(page, "h2#recs-title")) == "Top 3 for user 1"
     assert text_of(one(page, "title")) == "Top 3 for user 1 · Movie Night"  # htmx sets it
     first = page.css("ol.movies li.movie")[0]
-    assert figures(first)["Score"] == "2.50"
+    assert figures(first)["Match"] == "100%"  # one scale for every algorithm
+    assert texts(page, "details.figures td.raw-score")[0] == "2.50"  # the raw figure kept
     assert figures(first)["Rated by"] == "1 of 2 similar"
     assert "HX-Push-Url" not in response.headers
     assert "HX-Request" in response.headers["Vary"]

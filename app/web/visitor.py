@@ -32,6 +32,8 @@ bp = Blueprint("visitor", __name__)
 # What the address keeps; a star control's set= and a remove= are applied, not kept.
 KEPT = ("r", "n", "k", "algorithm", "genre", "year_from", "year_to")
 SEARCH_LIMIT = 20
+# How many of a MovieLens user's ratings the engine loads (its FROM_USER_LIMIT): the page says so.
+FROM_USER_KEPT = 100
 MAX_QUERY = 100
 
 
@@ -51,7 +53,8 @@ async def rate() -> tuple[str, int, dict[str, str]]:
 
     def page(visit: Visit) -> str:
         template = "partials/_visitor.html" if fragment else "rate.html"
-        return render(template, **_context(visit, form, invalid), fragment=fragment)
+        shown = _context(visit, form, invalid)
+        return render(template, **shown, fragment=fragment, from_user=asked.from_user)
 
     reply = await service().visit(asked, render=page)
     failed = invalid or reply.value.error
@@ -111,6 +114,7 @@ def _context(visit: Visit, form: dict[str, str], invalid: InvalidInput | None) -
         "error": told.message if told else None,
         "error_field": told.field if told else None,
         "limits": LIMITS,
+        "from_user_kept": FROM_USER_KEPT,
         "algorithms": service().algorithms(),
         "default_algorithm": service().default_algorithm(),
         "genres": service().genres(),

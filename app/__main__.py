@@ -79,16 +79,22 @@ def build(settings: Settings, options: argparse.Namespace) -> int:
     """Fit every enabled algorithm and write one complete snapshot; print what it holds."""
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     names = enabled_algorithms(settings)
+    # A server runs this in the background, its output going to the server's log: no bars.
+    progress = ProgressBar() if sys.stderr.isatty() else _no_progress
     try:
         if options.dry_run:
-            print(estimates_table(estimate_fits(settings, names, ProgressBar())))
+            print(estimates_table(estimate_fits(settings, names, progress)))
             return 0
-        manifest = build_snapshot(settings, names, options.out, ProgressBar())
+        manifest = build_snapshot(settings, names, options.out, progress)
     except DatasetError as exc:
         print(f"movierec build: {exc}", file=sys.stderr)
         return 1
     print(manifest_table(manifest))
     return 0
+
+
+def _no_progress(what: str, done: int, total: int | None) -> None:
+    pass
 
 
 def evaluate(

@@ -298,6 +298,19 @@ class Settings:
         """A copy with some values changed."""
         return dataclasses.replace(self, **changes)
 
+    def as_environ(self) -> dict[str, str]:
+        """These settings as environment variables: `from_env()` of them gives them back.
+
+        How a child process (the background `movierec build`) gets the same settings.
+        """
+        environ = {}
+        for setting in SETTINGS:
+            value = getattr(self, setting.name)
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            environ[setting.env] = str(value)
+        return environ
+
 
 def _is_own_message(exc: ValueError) -> bool:
     # Our parsers raise readable messages; int()/float() raise "invalid literal ..." instead.

@@ -44,11 +44,14 @@ class RepeatLimiter(logging.Filter):
 
 
 def configure(level: str) -> None:
-    """Log at `level` in the server's format, repeats limited, whether or not logging is set up."""
-    if not logging.getLogger().handlers:
+    """Log at `level` in the server's format, repeats limited, unless logging is set up already.
+
+    Handlers someone else installed (a test runner, an embedding program) are left as they are.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
         logging.basicConfig(format=FORMAT, level=level)
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RepeatLimiter) for f in handler.filters):
+        for handler in root.handlers:
             handler.addFilter(RepeatLimiter())
     logging.getLogger("app").setLevel(level)
     logging.getLogger("hypercorn").setLevel(level)

@@ -20,7 +20,7 @@ import pytest
 import app.__main__ as cli
 from app.config import ALL_ALGORITHMS, Settings
 from app.engine import Availability, Service
-from app.engine.build import build_snapshot, read_manifest
+from app.engine.build import build_snapshot, new_algorithm, read_manifest
 from app.recommender import ALGORITHMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,28 +51,41 @@ def test_build_writes_every_fitted_algorithm_with_a_manifest(every: Settings) ->
 async def test_a_server_on_a_complete_snapshot_fits_nothing(every: Settings) -> None:
     # `movierec build` runs its own event loop: here, in a thread beside the test's.
     await asyncio.to_thread(build_snapshot, every, list(ALGORITHMS), None, quiet)
-    fresh = Service(every.replace(data_dir=every.data_dir.parent / "elsewhere"))
-    await fresh.engine.build()
-    await fresh.fits_done()  # fitted here, the usual way, to compare answers with
     for attempt in ("first worker", "second worker", "after a restart"):
         service = Service(every)
         await service.engine.build()
         assert {a.availability for a in service.algorithms()} == {Availability.READY}, attempt
         await service.fits_done()
-        assert service.engine.fits_run == 0, attempt
+        assert (service.engine.fits_run, service.engine.builds_started) == (0, 0), attempt
+        # What the snapshot holds answers exactly as a fit made here would.
+        model = service.engine.model
         for name in ALGORITHMS:
+            fitted_here = new_algorithm(every, name).fit(model.matrix)
+            expected = model.recommend(fitted_here, model.profile_of(1), user_id=1, n=3, k=2)
             mapped = (await service.recommend(1, n=3, k=2, algorithm=name)).value
-            fitted = (await fresh.recommend(1, n=3, k=2, algorithm=name)).value
-            assert mapped == fitted, name
-    assert fresh.engine.fits_run == len(ALGORITHMS) - 1  # all but the original
+            assert mapped == expected, name
+        await service.stop()
 
 
-async def test_a_fit_with_other_settings_is_fitted_again(every: Settings) -> None:
-    await asyncio.to_thread(build_snapshot, every, list(ALGORITHMS), None, quiet)
-    service = Service(every.replace(ease_memory_budget=100 << 20))
-    await service.engine.build()
-    await service.fits_done()
-    assert service.engine.fits_run == 1  # EASE, whose budget differs
+async def test_without_a_complete_snapshot_a_child_process_builds_one(every: Settings) -> None:
+    first = Service(every)
+    await first.engine.build()
+    assert {a.name for a in first.algorithms() if a.availability is Availability.READY} == {
+        "original"
+    }
+    await first.fits_done()  # the child's snapshot, mapped by the watcher
+    assert {a.availability for a in first.algorithms()} == {Availability.READY}
+    assert (first.engine.builds_started, first.engine.fits_run) == (1, 0)
+    assert first.status.snapshot_algorithms == tuple(ALGORITHMS)
+    # A fit made with other settings is not taken from the snapshot: it is built again.
+    other = Service(every.replace(ease_memory_budget=100 << 20))
+    await other.engine.build()
+    ease = next(a for a in other.algorithms() if a.name == "ease")
+    assert ease.availability is Availability.PREPARING
+    await other.fits_done()
+    assert other.engine.builds_started == 1
+    for service in (first, other):
+        await service.stop()
 
 
 def test_the_build_command_prints_its_table_and_a_dry_run_fits_nothing(

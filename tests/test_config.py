@@ -112,3 +112,15 @@ def test_importing_the_config_loads_neither_pandas_nor_quart() -> None:
         check=True,
     )
     assert done.stdout.strip() == "False False"
+
+
+def test_settings_travel_to_a_child_process_through_the_environment(tmp_path: Path) -> None:
+    settings = Settings(
+        source=str(tmp_path / "x.zip"),
+        data_dir=tmp_path,
+        algorithms=("original", "ease"),
+        download_backoff=0.25,
+        checksum="md5:" + "0" * 32,
+    )
+    assert Settings.from_env(settings.as_environ()) == settings
+    assert Settings.from_env(Settings().as_environ()) == Settings()

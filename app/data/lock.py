@@ -60,6 +60,16 @@ def held(
         os.close(fd)
 
 
+@contextlib.contextmanager
+def held_if_free(path: Path) -> Iterator[bool]:
+    """Hold the lock at `path` if nobody does; yields whether it is held (never waits)."""
+    fd = _open(path)
+    try:
+        yield _try_lock(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.asynccontextmanager
 async def held_async(path: Path, on_wait: Callable[[], None]) -> AsyncIterator[None]:
     """Hold the lock at `path` without blocking the event loop while another worker has it."""

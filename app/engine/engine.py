@@ -12,13 +12,16 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import os
 import re
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from app.config import ALL_ALGORITHMS, ConfigError, Settings
+from app.data import lock
 from app.data.lock import LockAbandoned
 from app.data.movielens import DatasetError
 from app.data.snapshot import SnapshotError
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MAX_RETRY_PAUSE = 300.0
 RETRY_POLL_SECONDS = 1.0
+BUILD_NICENESS = 10
 WATCH_SECONDS = 1.0
 """How often each worker looks for a newer snapshot."""
 RETRY_MARKER = ".retry-requested"
@@ -87,7 +91,9 @@ class Engine:
         self._watching: asyncio.Task[None] | None = None
         self._mapped: tuple[int, int] | None = None
         self.fits_run = 0
-        """Algorithms this process has fitted itself (none when a snapshot held them all)."""
+        """Algorithms this process has fitted in its own threads."""
+        self.builds_started = 0
+        """Background `movierec build` processes this process has started."""
         self._failures = 0
         self._generation = 0
         self._stopping = threading.Event()
@@ -174,19 +180,76 @@ class Engine:
 
         Requests already running keep the model they chose (Choice holds it).
         """
-        if self._fitting is not None:
-            self._fitting.cancel()
         self._availability = {name: self._initial(name, model) for name in ALGORITHMS}
         self._model = model
         self._generation += 1
         self._mapped = _identity(model.path)
-        if any(s.availability is Availability.PREPARING for s in self._availability.values()):
-            # The original serves from now on; the others are fitted one by one, off the loop.
-            self._fitting = asyncio.get_running_loop().create_task(
-                self._fit_algorithms(), name="engine-fits"
+        if not self._preparing() or (self._fitting is not None and not self._fitting.done()):
+            # Nothing to prepare, or a build already running that the watcher will pick up
+            # (fits in threads notice the new generation and stop).
+            return
+        # The original serves from now on. The others come from a complete snapshot that a
+        # child process builds, or, with no snapshot on disk to replace, from fits in threads.
+        work = self._build_in_child() if model.path is not None else self._fit_algorithms()
+        self._fitting = asyncio.get_running_loop().create_task(work, name="engine-fits")
+
+    def _preparing(self) -> list[str]:
+        return [
+            name
+            for name, status in self._availability.items()
+            if status.availability is Availability.PREPARING
+        ]
+
+    async def _build_in_child(self) -> None:
+        """Run `movierec build` in a child process at lower CPU priority; then map its snapshot.
+
+        One worker at a time builds (a lock beside the snapshot); the others wait, and the
+        watcher switches every worker to the snapshot once it is renamed into place. A worker
+        whose turn comes while algorithms are still missing builds itself, once.
+        """
+        model = self.model
+        assert model.path is not None
+        turn = model.path.with_name(f".{model.path.name}.build")
+        code = 0
+        while self._preparing() and _identity(model.path) == self._mapped:
+            with lock.held_if_free(turn) as mine:
+                # Another worker's build may have just renamed its snapshot into place.
+                if mine and _identity(model.path) == self._mapped:
+                    code = await self._run_build()
+                    break
+            await asyncio.sleep(WATCH_SECONDS)
+        if code == 0:
+            await self._reload_if_changed()  # at once, rather than at the watcher's next look
+            return
+        log.error("The background build exited with %s; the server log has its reasons", code)
+        for name in self._preparing():
+            self._availability[name] = _status_of(
+                name, Availability.UNAVAILABLE, "its build failed; the server log has details"
             )
-        else:
-            self._fitting = None
+
+    async def _run_build(self) -> int:
+        """`python -m app build` with these settings, niced; its log lines join the server's."""
+        self.builds_started += 1
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app",
+            "build",
+            env={**os.environ, **self.settings.as_environ()},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        # After requests: the build must not take the cores from them. (Set from here rather
+        # than in the child before exec, which is unsafe in a process with threads.)
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, process.pid, BUILD_NICENESS)
+        try:
+            return await process.wait()
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            await asyncio.shield(process.wait())
+            raise
 
     async def _watch_snapshot(self) -> None:
         """Switch to a newer snapshot of the same release when one appears in DATA_DIR.
@@ -196,33 +259,42 @@ class Engine:
         """
         while True:
             await asyncio.sleep(WATCH_SECONDS)
-            model = self._model
-            if model is None or model.path is None or model.manifest is None:
-                continue
-            current = _identity(model.path)
-            if current is None or current == self._mapped:
-                continue
-            expect = {"model_version": MODEL_VERSION, "source": model.manifest.source}
-            try:
-                newer = await asyncio.to_thread(map_snapshot, self.settings, model.path, expect)
-            except SnapshotError as exc:
-                log.warning("Not switching to the new snapshot: %s", exc)
-                self._mapped = current
-                continue
-            assert newer.manifest is not None
-            log.info(
-                "Switched to snapshot %s (built %s): %s",
-                newer.manifest.build_id,
-                newer.manifest.built_at,
-                ", ".join(newer.algorithms),
-            )
-            self._swap(newer)
-            self._status = dataclasses.replace(self._status, **_snapshot_fields(newer))
+            await self._reload_if_changed()
 
-    async def fits_done(self) -> None:
-        """Wait until every enabled algorithm is fitted or left out."""
-        if self._fitting is not None:
-            await asyncio.shield(self._fitting)
+    async def _reload_if_changed(self) -> None:
+        """Map the snapshot file again if it is not the one being served."""
+        model = self._model
+        if model is None or model.path is None or model.manifest is None:
+            return
+        current = _identity(model.path)
+        if current is None or current == self._mapped:
+            return
+        expect = {"model_version": MODEL_VERSION, "source": model.manifest.source}
+        try:
+            newer = await asyncio.to_thread(map_snapshot, self.settings, model.path, expect)
+        except SnapshotError as exc:
+            log.warning("Not switching to the new snapshot: %s", exc)
+            self._mapped = current
+            return
+        assert newer.manifest is not None
+        log.info(
+            "Switched to snapshot %s (built %s): %s",
+            newer.manifest.build_id,
+            newer.manifest.built_at,
+            ", ".join(newer.algorithms),
+        )
+        self._swap(newer)
+        self._status = dataclasses.replace(self._status, **_snapshot_fields(newer))
+
+    async def fits_done(self, timeout: float = 300.0) -> None:
+        """Wait until every enabled algorithm is ready or left out (else TimeoutError)."""
+        deadline = time.monotonic() + timeout
+        while self._model is not None and (
+            self._preparing() or (self._fitting is not None and not self._fitting.done())
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still preparing {', '.join(self._preparing())}")
+            await asyncio.sleep(0.05)
 
     def algorithms(self) -> list[AlgorithmStatus]:
         """Every algorithm and whether it serves (all preparing until the model is ready)."""

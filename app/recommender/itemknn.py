@@ -179,7 +179,10 @@ class ItemKNN:
         matrix, weights = self._fitted()
         rows = weights[profile.items]
         per_entry = np.repeat(self._profile_weights(profile), np.diff(rows.indptr))
-        scores = np.bincount(rows.indices, weights=rows.data * per_entry, minlength=matrix.n_items)
+        # With nothing to count bincount gives integers, which cannot hold -inf below.
+        scores = np.bincount(
+            rows.indices, weights=rows.data * per_entry, minlength=matrix.n_items
+        ).astype(np.float64, copy=False)
         # Films linked to nothing the person rated have no evidence; they are not ranked.
         scores[np.bincount(rows.indices, minlength=matrix.n_items) == 0] = -np.inf
         best = unseen_top(scores, profile.items, n)

@@ -84,7 +84,9 @@ class WeightedUserKNN(OriginalUserKNN):
         if self.center:
             assert self.user_mean_ is not None
             values -= np.repeat(self.user_mean_[rows], np.diff(block.indptr))
-        scores = np.bincount(block.indices, weights=per_rating * values, minlength=matrix.n_items)
+        scores = np.bincount(
+            block.indices, weights=per_rating * values, minlength=matrix.n_items
+        ).astype(np.float64, copy=False)
         # Films no neighbour rated cannot be justified; leave them out rather than rank zeros.
         scores[np.bincount(block.indices, minlength=matrix.n_items) == 0] = -np.inf
         best = unseen_top(scores, profile.items, n)

@@ -199,7 +199,7 @@ def _map_or_build(
     settings: Settings, release: Path, report: ProgressCallback, stopping: threading.Event
 ) -> Model:
     path = snapshot_path(settings, release.name)
-    expect = {"model_version": MODEL_VERSION, "source": fingerprint(release)}
+    expect = expectation(release)
 
     def enter(phase: str) -> None:
         report(phase, 0, None)

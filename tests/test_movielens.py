@@ -29,7 +29,7 @@ def test_loads_tidy_frames(tmp_path: Path) -> None:
     }
     assert len(dataset.ratings) == 11
     assert dataset.movies.index.name == "movie_id"
-    assert list(dataset.movies.columns) == ["title", "year", "genres"]
+    assert list(dataset.movies.columns) == ["title", "year", "genres", "imdb_id", "tmdb_id"]
 
 
 def layout_release(tmp_path: Path, release_name: str) -> Path:
@@ -61,7 +61,7 @@ def test_every_layout_is_detected_and_gives_the_same_dtypes(
         "rating": "float32",
         "timestamp": "int64",
     }
-    assert list(dataset.movies.columns) == ["title", "year", "genres"]
+    assert list(dataset.movies.columns) == ["title", "year", "genres", "imdb_id", "tmdb_id"]
     assert str(dataset.movies.index.dtype) == "int64"
     assert str(dataset.movies["year"].dtype) == "Int64"
     pairs = dataset.ratings[["user_id", "movie_id"]].to_numpy().tolist()
@@ -90,9 +90,13 @@ def test_dat_files_split_on_double_colons_in_either_encoding(
 def test_ml100k_names_genre_flags_and_reads_latin1(tmp_path: Path) -> None:
     dataset = load(layout_release(tmp_path, "ml-100k"), with_timestamps=True)
     movies = dataset.movies
-    assert movies.loc[10].tolist() == ["Toy Story", 1995, "Animation|Children's|Comedy"]
+    assert movies.loc[10, ["title", "year", "genres"]].tolist() == [
+        "Toy Story",
+        1995,
+        "Animation|Children's|Comedy",
+    ]
     # No year in the title: the release date gives it.
-    assert movies.loc[20].tolist() == ["Café Lumière", 2003, "Drama"]
+    assert movies.loc[20, ["title", "year", "genres"]].tolist() == ["Café Lumière", 2003, "Drama"]
     assert movies.loc[30, "title"] == "unknown"
     assert movies.loc[30].isna()["year"]
     assert movies.loc[30, "genres"] == ""

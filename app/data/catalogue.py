@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 NO_YEAR = -1
+NO_LINK = -1
 DECODED_MOVIES = 8192
 # MovieLens files titles under their noun: "Matrix, The", "Cité des enfants perdus, La".
 _TRAILING_ARTICLE = re.compile(
@@ -25,12 +26,25 @@ _NOT_WORD = re.compile(r"[^0-9a-z]+")
 
 @dataclass(frozen=True)
 class Movie:
-    """What the page and the API show about a film."""
+    """What the page and the API show about a film; its IMDb and TMDB ids when the release
+    has links.csv."""
 
     movie_id: int
     title: str
     year: int | None
     genres: tuple[str, ...]
+    imdb_id: int | None = None
+    tmdb_id: int | None = None
+
+    @property
+    def imdb_url(self) -> str | None:
+        """The film's page on IMDb."""
+        return None if self.imdb_id is None else f"https://www.imdb.com/title/tt{self.imdb_id:07d}/"
+
+    @property
+    def tmdb_url(self) -> str | None:
+        """The film's page on The Movie Database."""
+        return None if self.tmdb_id is None else f"https://www.themoviedb.org/movie/{self.tmdb_id}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +61,8 @@ class Catalogue:
     title_offsets: np.ndarray
     genre_bytes: np.ndarray
     genre_offsets: np.ndarray
+    imdb_ids: np.ndarray
+    tmdb_ids: np.ndarray
 
     @classmethod
     def from_frame(cls, movies: pd.DataFrame) -> Catalogue:
@@ -61,6 +77,8 @@ class Catalogue:
             title_offsets=title_offsets,
             genre_bytes=genres,
             genre_offsets=genre_offsets,
+            imdb_ids=_ids(movies, "imdb_id"),
+            tmdb_ids=_ids(movies, "tmdb_id"),
         )
 
     @classmethod
@@ -150,12 +168,22 @@ class Catalogue:
     def _decode(self, position: int) -> Movie:
         year = int(self.years[position])
         genres = _unpack(self.genre_bytes, self.genre_offsets, position)
+        imdb, tmdb = int(self.imdb_ids[position]), int(self.tmdb_ids[position])
         return Movie(
             movie_id=int(self.movie_ids[position]),
             title=display_title(_unpack(self.title_bytes, self.title_offsets, position)),
             year=None if year == NO_YEAR else year,
             genres=tuple(g for g in genres.split("|") if g),
+            imdb_id=None if imdb == NO_LINK else imdb,
+            tmdb_id=None if tmdb == NO_LINK else tmdb,
         )
+
+
+def _ids(movies: pd.DataFrame, column: str) -> np.ndarray:
+    """An optional id column as int64, NO_LINK where there is none."""
+    if column not in movies:
+        return np.full(len(movies), NO_LINK, dtype=np.int64)
+    return movies[column].astype("Int64").fillna(NO_LINK).to_numpy(dtype=np.int64)
 
 
 def display_title(title: str) -> str:

@@ -13,7 +13,8 @@ The tidy result is the same for all of them:
   `load(..., with_timestamps=True)`, `timestamp` int64 (seconds since 1970). An id column is
   int64 only in the unlikely case that its ids do not fit in int32.
 - `Dataset.movies`: indexed by `movie_id` (int64), columns `title` (str, the year removed),
-  `year` (nullable Int64) and `genres` (str, names joined by "|", "" when none are listed).
+  `year` (nullable Int64), `genres` (str, names joined by "|", "" when none are listed), and
+  `imdb_id` and `tmdb_id` (nullable Int64, from links.csv when the release has one).
 """
 
 from __future__ import annotations
@@ -130,11 +131,40 @@ def load(root: Path, *, with_timestamps: bool = False) -> Dataset:
     """
     folder, layout = find_release(root)
     ratings = layout.read_ratings(folder / layout.ratings_file, with_timestamps)
-    movies = layout.read_movies(folder / layout.movies_file)
+    movies = _tidy_movies(layout.read_movies(folder / layout.movies_file), layout.movies_file)
     return Dataset(
         ratings=_tidy_ratings(ratings, layout.ratings_file),
-        movies=_tidy_movies(movies, layout.movies_file),
+        movies=movies.join(_read_links(folder / LINKS_FILE), how="left"),
     )
+
+
+def _read_links(path: Path) -> pd.DataFrame:
+    """Each film's IMDb and TMDB ids from links.csv (the .csv releases); empty without it.
+
+    Links are a nicety: a missing or malformed file costs the links, never the dataset.
+    """
+    empty = pd.DataFrame(
+        {"imdb_id": pd.array([], dtype="Int64"), "tmdb_id": pd.array([], dtype="Int64")},
+        index=pd.Index([], dtype=np.int64, name="movie_id"),
+    )
+    if not path.is_file():
+        return empty
+    try:
+        frame = pd.read_csv(path, dtype="string")
+        links = pd.DataFrame(
+            {
+                "imdb_id": pd.to_numeric(frame["imdbId"], errors="coerce").astype("Int64").array,
+                "tmdb_id": pd.to_numeric(frame["tmdbId"], errors="coerce").astype("Int64").array,
+            },
+            index=pd.Index(pd.to_numeric(frame["movieId"]).astype(np.int64), name="movie_id"),
+        )
+    except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        log.warning("Leaving out the films' links: %s is malformed (%s)", path.name, exc)
+        return empty
+    return links[~links.index.duplicated()]
+
+
+LINKS_FILE = "links.csv"
 
 
 def _read_csv_ratings(path: Path, with_timestamps: bool) -> pd.DataFrame:

@@ -41,7 +41,8 @@ class Because:
 class MovieResult:
     """One recommended movie with what the page and the API show about it.
 
-    `neighbours_rated` counts the similar users who rated it (user-based algorithms only).
+    `neighbours_rated` counts the similar users who rated it (user-based algorithms only);
+    `imdb_url` and `tmdb_url` link its pages when the release has links.csv.
     """
 
     movie_id: int
@@ -53,6 +54,8 @@ class MovieResult:
     avg_rating: float | None
     ratings_count: int
     reasons: tuple[Because, ...]
+    imdb_url: str | None = None
+    tmdb_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ def _movie_result(
         avg_rating=None if math.isnan(mean) else mean,
         ratings_count=int(matrix.item_count[column]),
         reasons=tuple(_because(catalogue, reason) for reason in reasons),
+        imdb_url=movie.imdb_url,
+        tmdb_url=movie.tmdb_url,
     )
 
 

@@ -40,7 +40,8 @@ T = TypeVar("T")
 
 # Bumped whenever what a snapshot holds changes meaning, so old snapshots are rebuilt.
 # 2: fitted algorithms and a manifest beside the matrix and the catalogue.
-MODEL_VERSION = 2
+# 3: the catalogue holds each film's IMDb and TMDB ids.
+MODEL_VERSION = 3
 SNAPSHOT_DIR = "snapshots"
 
 

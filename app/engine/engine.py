@@ -184,9 +184,12 @@ class Engine:
         self._model = model
         self._generation += 1
         self._mapped = _identity(model.path)
-        if not self._preparing() or (self._fitting is not None and not self._fitting.done()):
-            # Nothing to prepare, or a build already running that the watcher will pick up
-            # (fits in threads notice the new generation and stop).
+        if not self._preparing():
+            _freeze_long_lived_objects()
+            return
+        if self._fitting is not None and not self._fitting.done():
+            # A build already running: the watcher will pick up what it writes (fits in
+            # threads notice the new generation and stop).
             return
         # The original serves from now on. The others come from a complete snapshot that a
         # child process builds, or, with no snapshot on disk to replace, from fits in threads.

@@ -226,7 +226,10 @@ def test_a_visitor_rates_three_films_and_the_list_follows(
         previous = listing
         assert page.evaluate("window.__marker") == "same page", "no navigation"
     assert "r=" in page.url and page.url.count(":") >= 4  # three ratings in the address
-    assert page.locator("#visitor .reasons li").first.inner_text().startswith("You rated")
+    # With three ratings the visitor policy answers (weighted user kNN): reasons name users.
+    assert page.locator("#algorithm").input_value() == ""
+    assert "Similar users" in page.locator("#visitor .lede").first.inner_text()
+    assert page.locator("#visitor .reasons li").first.inner_text().startswith("User ")
     width = VIEWPORTS[device]["width"]
     assert page.evaluate("document.documentElement.scrollWidth") <= width, "page overflows"
     ARTIFACTS.mkdir(exist_ok=True)

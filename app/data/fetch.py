@@ -221,7 +221,11 @@ def _clean_leftovers(data_dir: Path, name: str) -> None:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # a read-only DATA_DIR: whoever writes it removes them
+                log.warning("Leaving %s: %s", path.name, exc.strerror)
+                return
     if leftovers:
         log.warning(
             "Removed %d file(s) an interrupted download or extraction left in DATA_DIR",

@@ -33,9 +33,22 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-def _open(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _open(path: Path) -> int | None:
+    """A descriptor to lock; None where DATA_DIR is read-only and the lock file is missing.
+
+    Replicas may mount a DATA_DIR that a build job wrote: there they can only read, flock
+    works on a read-only descriptor, and with no lock file there is no writer to wait for.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES):
+            raise
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
 
 
 @contextlib.contextmanager
@@ -47,6 +60,9 @@ def held(
     LockAbandoned if `stopping` is set while waiting.
     """
     fd = _open(path)
+    if fd is None:
+        yield
+        return
     try:
         if not _try_lock(fd):
             on_wait()
@@ -64,6 +80,9 @@ def held(
 def held_if_free(path: Path) -> Iterator[bool]:
     """Hold the lock at `path` if nobody does; yields whether it is held (never waits)."""
     fd = _open(path)
+    if fd is None:
+        yield False
+        return
     try:
         yield _try_lock(fd)
     finally:
@@ -74,6 +93,9 @@ def held_if_free(path: Path) -> Iterator[bool]:
 async def held_async(path: Path, on_wait: Callable[[], None]) -> AsyncIterator[None]:
     """Hold the lock at `path` without blocking the event loop while another worker has it."""
     fd = _open(path)
+    if fd is None:
+        yield
+        return
     try:
         if not _try_lock(fd):
             on_wait()

@@ -329,7 +329,11 @@ def _clean_leftovers(path: Path) -> None:
     """Remove partial snapshots an interrupted build left beside `path` (under the lock)."""
     leftovers = list(path.parent.glob(f".{path.name}.*.part"))
     for leftover in leftovers:
-        leftover.unlink(missing_ok=True)
+        try:
+            leftover.unlink(missing_ok=True)
+        except OSError as exc:  # a read-only DATA_DIR: the next build job removes it
+            log.warning("Leaving the partial snapshot %s: %s", leftover.name, exc.strerror)
+            return
     if leftovers:
         log.warning("Removed %d partial snapshot(s) an interrupted build left", len(leftovers))
 

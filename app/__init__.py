@@ -27,9 +27,10 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     settings = settings or Settings.from_env()
     # Hypercorn workers are fresh processes: give the app's own log lines somewhere to go.
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     app = Quart(
         __name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static")
     )
-    web.install(app, Service(settings))
+    access_log = settings.access_log or settings.log_level == "DEBUG"
+    web.install(app, Service(settings), settings.metrics_port, access_log)
     return app

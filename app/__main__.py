@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app import logs
+from app import logs, metrics
 from app.config import ConfigError, Settings
 from app.data.movielens import DatasetError
 from app.engine import check_algorithms
@@ -63,12 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     """Run Hypercorn in the foreground until SIGTERM or SIGINT, then stop gracefully."""
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     # Workers re-read the environment in create_app(); pass the command-line overrides on.
     os.environ.update(HOST=settings.host, PORT=str(settings.port), WORKERS=str(settings.workers))
     if settings.workers > 1:
         # Worker processes with a socket each; this one forwards SIGTERM and restarts the dead.
-        return run_workers(settings)
+        if not settings.metrics_port:
+            return run_workers(settings)
+        # Their metrics go in files that any of them adds up when scraped.
+        try:
+            with metrics.shared_by_workers(settings.data_dir):
+                return run_workers(settings)
+        except metrics.NoFolder as exc:
+            logging.getLogger("app").error("Cannot start: %s", exc)
+            return 1
     # One worker runs in this process, so in a container it is PID 1 and gets SIGTERM itself.
     raise_file_limit()
     asyncio.run(serve_until_signalled(hypercorn_config(settings)))
@@ -77,7 +85,8 @@ def serve(settings: Settings) -> int:
 
 def build(settings: Settings, options: argparse.Namespace) -> int:
     """Fit every enabled algorithm and write one complete snapshot; print what it holds."""
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    # A server's background build logs into the server's log, in the same format.
+    logs.configure(settings.log_level, settings.log_format, "%(levelname)s %(name)s: %(message)s")
     names = enabled_algorithms(settings)
     # A server runs this in the background, its output going to the server's log: no bars.
     progress = ProgressBar() if sys.stderr.isatty() else _no_progress

@@ -72,6 +72,27 @@ def _port(raw: str) -> int:
     return value
 
 
+def _port_or_off(raw: str) -> int:
+    value = int(raw.strip())
+    if not 0 <= value < 65536:
+        raise ValueError("must be a port number from 1 to 65535, or 0 for off")
+    return value
+
+
+def _switch(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
+        raise ValueError("must be on or off")
+    return text in ("on", "true", "1", "yes")
+
+
+def _log_format(raw: str) -> str:
+    text = raw.strip().lower()
+    if text not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return text
+
+
 def _checksum(raw: str) -> str:
     """Accept `sha256:<hex>`, `md5:<hex>` or bare hex (length picks the algorithm)."""
     text = raw.strip().lower()
@@ -248,6 +269,30 @@ SETTINGS: tuple[Setting, ...] = (
         _log_level,
         "Logging level: debug, info, warning or error.",
     ),
+    Setting(
+        "log_format",
+        "LOG_FORMAT",
+        "text",
+        _log_format,
+        "`text` (one readable line per record) or `json` (one JSON object per line: time, "
+        "level, logger, message, the request id, and the request's fields in access lines).",
+    ),
+    Setting(
+        "access_log",
+        "ACCESS_LOG",
+        False,
+        _switch,
+        "`on` logs one line per request (logger `app.access`: method, path, route, status, "
+        "duration, request id); `LOG_LEVEL=debug` turns it on too.",
+    ),
+    Setting(
+        "metrics_port",
+        "METRICS_PORT",
+        0,
+        _port_or_off,
+        "Port that serves Prometheus metrics at `/metrics` (on `HOST`, apart from the public "
+        "port, which never serves them); `0`, the default, serves none.",
+    ),
 )
 
 
@@ -273,6 +318,9 @@ class Settings:
     result_cache_bytes: int = 64 << 20
     retry_backoff: float = 5.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    access_log: bool = False
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -288,7 +336,10 @@ class Settings:
             except ValueError as exc:
                 reason = str(exc) if _is_own_message(exc) else "has an invalid value"
                 raise ConfigError(f"{setting.env}={raw!r} {reason}") from None
-        return cls(**values)
+        settings = cls(**values)
+        if settings.metrics_port == settings.port:
+            raise ConfigError(f"METRICS_PORT={settings.metrics_port} must differ from PORT")
+        return settings
 
     def enabled(self, algorithm: str) -> bool:
         """Whether ALGORITHMS lets this algorithm be fitted."""

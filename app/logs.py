@@ -1,17 +1,38 @@
-"""Logging for every process of the server: one format, and no floods of the same line.
+"""Logging for every process of the server: one format, request ids, and no floods.
 
 A fault that repeats on every loop iteration (running out of file descriptors makes asyncio
 log each failed accept) must not fill the disk: after a few copies of the same line in a
 window, further copies are counted and summarised once the window ends.
+
+Each request has an id (the client's X-Request-ID when it is a sane one, else a new one),
+kept in a context variable, so every line logged while answering it carries it: in threads
+too, since asyncio.to_thread copies the context.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 import time
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+FORMATS = ("text", "json")
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+"""The id of the request being answered in this context, if any."""
+# Letters, digits, dot, underscore and hyphen, as UUIDs, ULIDs and trace ids are written; no
+# spaces, quotes or control characters that could forge or break a log line.
+_SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# What every LogRecord has; anything else on a record was passed as `extra` and is shown.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 REPEATS_SHOWN = 5
 """Copies of one line (same logger and message template) let through per window."""
 WINDOW_SECONDS = 10.0
@@ -43,15 +64,61 @@ class RepeatLimiter(logging.Filter):
         return count < self.shown
 
 
-def configure(level: str) -> None:
-    """Log at `level` in the server's format, repeats limited, unless logging is set up already.
+def request_id(asked: str | None) -> str:
+    """The id for a new request: `asked` (a client's X-Request-ID) if sane, else a fresh one."""
+    if asked and _SANE_ID.fullmatch(asked):
+        return asked
+    return uuid.uuid4().hex
+
+
+class TextFormatter(logging.Formatter):
+    """FORMAT, with ` [request <id>]` at the end of lines logged while answering a request."""
+
+    def __init__(self, fmt: str = FORMAT) -> None:
+        super().__init__(fmt)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line, with the request id if there is one."""
+        line = super().format(record)
+        rid = REQUEST_ID.get()
+        return f"{line} [request {rid}]" if rid else line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, request_id, extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        rid = REQUEST_ID.get()
+        if rid:
+            line["request_id"] = rid
+        line.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def configure(level: str, log_format: str = "text", text: str = FORMAT) -> None:
+    """Log at `level` as `log_format` (text or json), repeats limited, unless set up already.
 
     Handlers someone else installed (a test runner, an embedding program) are left as they are.
+    `text` is the line format of text logs.
     """
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(format=FORMAT, level=level)
-        for handler in root.handlers:
-            handler.addFilter(RepeatLimiter())
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(text))
+        handler.addFilter(RepeatLimiter())
+        root.addHandler(handler)
+        root.setLevel(level)
     logging.getLogger("app").setLevel(level)
     logging.getLogger("hypercorn").setLevel(level)

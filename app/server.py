@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from hypercorn.config import Config
 
-from app import logs
+from app import logs, metrics
 from app.config import Settings
 
 # Seconds that requests in flight get to finish after SIGTERM; below the 10 s a container engine
@@ -39,13 +39,14 @@ def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
+    if settings.metrics_port:
+        config.bind.append(f"{host}:{settings.metrics_port}")
     config.graceful_timeout = GRACEFUL_TIMEOUT
-    # Loggers rather than "-": their records go through the root handler that create_app()
-    # installs in each worker, once, in the app's format.
+    # A logger rather than "-": its records go through the root handler that create_app()
+    # installs in each worker, once, in the app's format. Access lines come from the app
+    # (ACCESS_LOG), which knows the route and the request id.
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.accesslog = (
-        logging.getLogger("hypercorn.access") if settings.log_level == "DEBUG" else None
-    )
+    config.accesslog = None
     config.loglevel = settings.log_level
     config.include_server_header = False
     return config
@@ -101,15 +102,20 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(parent: int) -> None:
-    """One worker process: its own socket, Hypercorn in this process until SIGTERM."""
+def _worker(parent: int, replacement: bool = False) -> None:
+    """One worker process: its own sockets, Hypercorn in this process until SIGTERM."""
     _die_with_parent(parent)
     settings = Settings.from_env()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
+    if replacement:  # counted here: the supervisor keeps no metrics of its own
+        metrics.WORKER_RESTARTS.inc()
     raise_file_limit()
     config = hypercorn_config(settings)
     sock = listening_socket(settings.host, settings.port)
     config.bind = [f"fd://{sock.fileno()}"]
+    if settings.metrics_port:
+        metrics_sock = listening_socket(settings.host, settings.metrics_port)
+        config.bind.append(f"fd://{metrics_sock.fileno()}")
     # Ctrl-C reaches the whole process group; the parent decides when to stop, via SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     asyncio.run(serve_until_signalled(config, signals=(signal.SIGTERM,)))
@@ -144,6 +150,7 @@ class _Slot:
     name: str
     process: multiprocessing.process.BaseProcess | None = None
     started: float = 0.0
+    starts: int = 0
     quick_exits: int = 0
     restart_at: float = 0.0
 
@@ -158,12 +165,14 @@ def run_workers(settings: Settings) -> int:
     gets SIGTERM and finishes its requests in flight; the exit code is 0 once all have
     stopped, 1 if one had to be killed.
     """
-    # The port is checked here first, so a port in use fails once with a clear message.
-    try:
-        listening_socket(settings.host, settings.port).close()
-    except OSError as exc:
-        log.error("Cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror)
-        return 1
+    # The ports are checked here first, so a port in use fails once with a clear message.
+    for port in (settings.port, settings.metrics_port):
+        try:
+            if port:
+                listening_socket(settings.host, port).close()
+        except OSError as exc:
+            log.error("Cannot listen on %s:%d: %s", settings.host, port, exc.strerror)
+            return 1
     raise_file_limit()
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
@@ -175,9 +184,12 @@ def run_workers(settings: Settings) -> int:
         stopping.set()
 
     def start(slot: _Slot) -> None:
-        slot.process = context.Process(target=_worker, args=(os.getpid(),), name=slot.name)
+        slot.process = context.Process(
+            target=_worker, args=(os.getpid(), slot.starts > 0), name=slot.name
+        )
         slot.process.start()
         slot.started = time.monotonic()
+        slot.starts += 1
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -198,6 +210,8 @@ def run_workers(settings: Settings) -> int:
             code = slot.process.exitcode
             if code is None:
                 continue
+            if slot.process.pid is not None:
+                metrics.worker_gone(slot.process.pid)
             slot.process = None
             slot.quick_exits = (
                 slot.quick_exits + 1 if now - slot.started < CRASH_LOOP_SECONDS else 0

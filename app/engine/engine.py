@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from app import metrics
 from app.config import ALL_ALGORITHMS, ConfigError, Settings
 from app.data import lock
 from app.data.lock import LockAbandoned
@@ -82,6 +83,7 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         check_algorithms(settings)
         self.settings = settings
+        self._state: State | None = None
         self._status = Status(State.LOADING, "starting")
         self._model: Model | None = None
         self._availability: dict[str, AlgorithmStatus] = {}
@@ -102,6 +104,18 @@ class Engine:
     def status(self) -> Status:
         """The current status snapshot."""
         return self._status
+
+    @property
+    def _status(self) -> Status:
+        return self._current
+
+    @_status.setter
+    def _status(self, status: Status) -> None:
+        # Every change of status comes through here; the metrics hear of each change of state.
+        self._current = status
+        if status.state is not self._state:
+            self._state = status.state
+            metrics.engine_state(status.state.value)
 
     @property
     def ready(self) -> bool:
@@ -184,6 +198,12 @@ class Engine:
         self._model = model
         self._generation += 1
         self._mapped = _identity(model.path)
+        if model.manifest is not None:
+            metrics.serving(
+                model.manifest.build_id,
+                model.manifest.built_at,
+                {fit.name: fit.seconds for fit in model.manifest.fits if not fit.reason},
+            )
         if not self._preparing():
             _freeze_long_lived_objects()
             return
@@ -238,7 +258,11 @@ class Engine:
             "-m",
             "app",
             "build",
-            env={**os.environ, **self.settings.as_environ()},
+            # Without the workers' metrics folder: the build serves no requests.
+            env={
+                **{k: v for k, v in os.environ.items() if k != metrics.MULTIPROC_ENV},
+                **self.settings.as_environ(),
+            },
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
         )
@@ -396,6 +420,7 @@ class Engine:
                 return
             self._model = self.model.with_algorithm(fitted)
             self._availability[name] = _status_of(name, Availability.READY)
+            metrics.fitted(name, time.monotonic() - started)
             log.info("%s ready in %.2fs", name, time.monotonic() - started)
         _freeze_long_lived_objects()
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from app import metrics
 from app.config import Settings
 from app.data.catalogue import Movie
 from app.engine.answers import Recommendations
@@ -203,16 +204,17 @@ class Service:
         key = self._key(choice, user_id, n, k, filters)
 
         def answer() -> Recommendations:
-            profile = choice.model.profile_of(user_id)
-            return choice.model.recommend(
-                choice.algorithm,
-                profile,
-                user_id=user_id,
-                n=n,
-                k=k,
-                filters=filters,
-                note=choice.note,
-            )
+            with metrics.RECOMMEND_SECONDS.labels(choice.algorithm.name).time():
+                profile = choice.model.profile_of(user_id)
+                return choice.model.recommend(
+                    choice.algorithm,
+                    profile,
+                    user_id=user_id,
+                    n=n,
+                    k=k,
+                    filters=filters,
+                    note=choice.note,
+                )
 
         return await self._cached(key, answer, render)
 
@@ -302,16 +304,18 @@ class Service:
         k = k if choice.k is None else choice.k
         key = ("ratings", self._key(choice, ratings, n, k, filters))
         kept = self._answers.get(key)
+        metrics.answer_cache(kept is not None)
         if kept is None:
-            answer = choice.model.recommend(
-                choice.algorithm,
-                choice.model.profile_for(ratings),
-                user_id=None,
-                n=n,
-                k=k,
-                filters=filters,
-                note=choice.note,
-            )
+            with metrics.RECOMMEND_SECONDS.labels(choice.algorithm.name).time():
+                answer = choice.model.recommend(
+                    choice.algorithm,
+                    choice.model.profile_for(ratings),
+                    user_id=None,
+                    n=n,
+                    k=k,
+                    filters=filters,
+                    note=choice.note,
+                )
             kept = _Kept(answer)
             self._answers.put(key, kept, entry_bytes(answer, None, len(ratings)))
         return kept.value, ratings
@@ -329,6 +333,7 @@ class Service:
     ) -> Reply[Recommendations]:
         """The answer (and its HTML) from the cache, else what is missing made in one hop."""
         kept = self._answers.get(key)
+        metrics.answer_cache(kept is not None)
         if kept is not None and (render is None or kept.render is render):
             return Reply(kept.value, kept.html if render else None)
 

@@ -20,7 +20,7 @@ from quart import Quart
 from starlette.types import ASGIApp
 
 from app.engine import Service
-from app.web import api, errors, pages, shared, visitor
+from app.web import api, errors, observe, pages, shared, visitor
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -58,8 +58,12 @@ COMPRESS_QUALITY = 4
 MAX_BODY_BYTES = 640 * 1024
 
 
-def install(app: Quart, service: Service) -> None:
-    """Serve `service` from `app`: routes, error pages, templates, headers, start and stop."""
+def install(app: Quart, service: Service, metrics_port: int = 0, access_log: bool = False) -> None:
+    """Serve `service` from `app`: routes, error pages, templates, headers, start and stop.
+
+    `metrics_port` serves /metrics to connections on that port alone (0: nowhere);
+    `access_log` logs a line per request.
+    """
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SEND_FILE_MAX_AGE_DEFAULT=3600)
     app.extensions["service"] = service
     shared.install_templates(app)
@@ -84,6 +88,7 @@ def install(app: Quart, service: Service) -> None:
     )
     routed = CompressWhenAccepted(app.asgi_app, cast("ASGIFramework", compressed))
     app.asgi_app = SecurityHeaders(routed)  # type: ignore[method-assign]
+    observe.install(app, metrics_port, access_log)
 
 
 class CompressWhenAccepted:

@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FORMATS = ("text", "json")
+ACCESS_LOGGER = "app.access"
+"""One line per answered request (ACCESS_LOG): many alike by design, so never limited."""
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 """The id of the request being answered in this context, if any."""
 # Letters, digits, dot, underscore and hyphen, as UUIDs, ULIDs and trace ids are written; no
@@ -50,6 +52,8 @@ class RepeatLimiter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """True to emit the record; a repeat beyond the allowance is dropped and counted."""
+        if record.name == ACCESS_LOGGER:
+            return True
         key = (record.name, record.msg)
         now = time.monotonic()
         with self._lock:

@@ -126,18 +126,9 @@ def test_two_workers_add_up_and_a_restart_is_counted(tiny_source: Path, tmp_path
         assert server.stop() == 0
 
 
-def test_metrics_are_off_by_default(tiny_source: Path, tmp_path: Path) -> None:
-    assert Settings.from_env({}).metrics_port == 0
-    with serving(tiny_source, tmp_path, WORKERS="2") as server:
-        assert wait_for(lambda: get(server.url("/readyz")).status == 200, 60), server.output()
-        answer = get(server.url("/metrics"))
-        assert answer.status == 404
-        assert b"movierec_" not in answer.body
-        # No metrics folder was made: nothing in the environment tells workers of one.
-        assert "Running on" in server.output()
-
-
 def test_the_metrics_port_must_differ_from_the_public_one() -> None:
+    # Off unless asked for (a real server without it: tests/test_json_logs.py).
+    assert Settings.from_env({}).metrics_port == 0
     with pytest.raises(ConfigError, match="METRICS_PORT=8000 must differ from PORT"):
         Settings.from_env({"METRICS_PORT": "8000"})
     with pytest.raises(ConfigError, match="METRICS_PORT='-1' must be a port number"):

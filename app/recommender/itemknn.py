@@ -12,6 +12,10 @@ similarity only), stored as W[j, i] in CSR by j. A profile's score for film i is
 with w(j) the person's rating of j (or 1 with `binary=True`), so ranking one profile reads
 only the rows of the films it rated: any ad-hoc profile works without a refit. Memory is
 n_items x neighbours weights; the dense block during fit is capped at `block_bytes`.
+
+The work is bounded too: when the pairs of co-rated films are more than `max_pairs`, only
+the most rated films whose pairs fit are modelled (as EASE does with its memory budget);
+the others are neither recommended nor used as evidence.
 """
 
 from __future__ import annotations
@@ -29,9 +33,13 @@ DEFAULT_NEIGHBOURS = 50
 DEFAULT_SHRINK = 50.0
 BLOCK_BYTES = 64 << 20
 # The products X_i . X_j cost one multiply-add per pair of films a user rated, so a fit's
-# work is the sum over users of (their ratings)^2: ~60 million on ml-latest-small (a couple
-# of seconds here), tens of billions on ml-25m (hours of a core that serves requests).
-DEFAULT_MAX_PAIRS = 1_000_000_000
+# work is the sum over users of (their ratings)^2: ~60 million on ml-latest-small, 22
+# billion on ml-25m. SciPy multiplies about 2e8 pairs a second on one core here, so the
+# default keeps a fit under a minute of the build process; at ml-25m's size that is the
+# ~13,000 most rated films (bench/build_scale.py).
+DEFAULT_MAX_PAIRS = 10_000_000_000
+# Fewer films than this and the model is not worth serving: say so rather than fit it.
+MIN_USEFUL_FILMS = 100
 
 
 class ItemKNN:
@@ -69,35 +77,43 @@ class ItemKNN:
         self.matrix_: RatingMatrix | None = None
         self.weights_: sp.csr_matrix | None = None
 
+    def modelled_items(self, matrix: RatingMatrix) -> np.ndarray:
+        """Every column, or the most rated whose co-rated pairs fit in `max_pairs` (ascending)."""
+        return most_rated_within(matrix, self.max_pairs)
+
     def fit(self, matrix: RatingMatrix) -> Self:
-        """Build the pruned weight matrix block by block; TooLarge if the work is too much."""
-        pairs = co_rated_pairs(matrix)
-        if pairs > self.max_pairs:
+        """Build the pruned weight matrix block by block over the modelled films.
+
+        TooLarge if `max_pairs` holds too few films to be useful.
+        """
+        items = self.modelled_items(matrix)
+        if len(items) < min(MIN_USEFUL_FILMS, matrix.n_items):
             raise TooLarge(
-                f"{self.label} would multiply {pairs:,} pairs of co-rated films to fit "
-                f"(limit {self.max_pairs:,}), hours of CPU at this size; choose another "
-                "algorithm or a smaller release"
+                f"{self.label}: a limit of {self.max_pairs:,} co-rated pairs holds only "
+                f"{len(items)} films, fewer than the {MIN_USEFUL_FILMS} it needs to be useful"
             )
-        self._prepare(matrix)
-        n = matrix.n_items
-        step = max(1, self.block_bytes // (8 * max(n, 1)))
+        self._prepare(matrix, items)
+        modelled = len(items)
+        step = max(1, self.block_bytes // (8 * max(modelled, 1)))
         sources: list[np.ndarray] = []
         targets: list[np.ndarray] = []
         values: list[np.ndarray] = []
-        for start in range(0, n, step):
-            stop = min(n, start + step)
-            block = self._block(matrix, start, stop)
+        for start in range(0, modelled, step):
+            stop = min(modelled, start + step)
+            block = self._block(start, stop)
             # A film is not its own neighbour.
             block[np.arange(stop - start), np.arange(start, stop)] = 0.0
             rows, cols = _top_per_row(block, self.neighbours)
             kept = block[rows, cols]
             positive = kept > 0
-            rows, cols, kept = rows[positive] + start, cols[positive], kept[positive]
+            # Block positions back to matrix columns.
+            rows, cols, kept = items[rows[positive] + start], items[cols[positive]], kept[positive]
             if self._rows_are_targets:
                 rows, cols = cols, rows
             sources.append(rows)
             targets.append(cols)
             values.append(kept)
+        n = matrix.n_items
         weights = sp.csr_matrix(
             (
                 np.concatenate(values).astype(VALUE) if values else np.empty(0, VALUE),
@@ -137,27 +153,28 @@ class ItemKNN:
         )
         return self
 
-    def _prepare(self, matrix: RatingMatrix) -> None:
-        """Per-fit state the block computation needs."""
-        columns = self._columns(matrix)
-        self._norm = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=1)).ravel())
+    def _prepare(self, matrix: RatingMatrix, items: np.ndarray) -> None:
+        """Per-fit state the block computation needs: the modelled films' rows and norms."""
+        self._rows = self._columns(matrix, items)
+        self._norm = np.sqrt(np.asarray(self._rows.multiply(self._rows).sum(axis=1)).ravel())
 
     def _release(self) -> None:
         """Drop what _prepare() kept for the blocks."""
+        self._rows = sp.csr_matrix((0, 0))
         self._norm = np.empty(0)
 
-    def _columns(self, matrix: RatingMatrix) -> sp.csr_matrix:
-        """Items x users, ratings or ones."""
+    def _columns(self, matrix: RatingMatrix, items: np.ndarray) -> sp.csr_matrix:
+        """The films `items` x users, ratings or ones."""
+        rows = matrix.by_item if len(items) == matrix.n_items else matrix.by_item[items]
         if not self.binary:
-            return matrix.by_item
-        ones = matrix.by_item.copy()
+            return rows
+        ones = rows.copy()
         ones.data = np.ones_like(ones.data)
         return ones
 
-    def _block(self, matrix: RatingMatrix, start: int, stop: int) -> np.ndarray:
-        """Cosine of films start..stop with every film, dense (stop - start) x n_items."""
-        columns = self._columns(matrix)
-        dots = (columns[start:stop] @ columns.T).toarray().astype(np.float64)
+    def _block(self, start: int, stop: int) -> np.ndarray:
+        """Cosine of modelled films start..stop with every modelled film, dense."""
+        dots = (self._rows[start:stop] @ self._rows.T).toarray().astype(np.float64)
         denominator = self._norm[start:stop, np.newaxis] * self._norm[np.newaxis, :] + self.shrink
         with np.errstate(invalid="ignore", divide="ignore"):
             cosine = dots / denominator
@@ -226,7 +243,47 @@ def _top_per_row(block: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]
     return np.repeat(np.arange(rows), count), cols.ravel()
 
 
-def co_rated_pairs(matrix: RatingMatrix) -> int:
-    """Pairs of (film, film) rated by the same user, counted per user: the item-item work."""
-    per_user = np.diff(matrix.by_user.indptr).astype(np.int64)
+def co_rated_pairs(matrix: RatingMatrix, items: np.ndarray | None = None) -> int:
+    """Pairs of (film, film) rated by the same user, counted per user: the item-item work.
+
+    Over every film, or only over the columns `items`.
+    """
+    if items is None:
+        per_user = np.diff(matrix.by_user.indptr).astype(np.int64)
+    else:
+        kept = np.zeros(matrix.n_items, dtype=bool)
+        kept[items] = True
+        per_user = _per_user(matrix, kept[matrix.by_user.indices])
     return int(np.dot(per_user, per_user))
+
+
+def most_rated_within(matrix: RatingMatrix, max_pairs: int) -> np.ndarray:
+    """The most rated columns (ties to the lower) whose co-rated pairs are at most `max_pairs`.
+
+    Every column when they all fit. Pairs grow with each film added, so a binary search over
+    how many of the most rated to keep finds the largest prefix that fits.
+    """
+    n = matrix.n_items
+    if co_rated_pairs(matrix) <= max_pairs:
+        return np.arange(n)
+    order = np.lexsort((np.arange(n), -matrix.item_count))
+    rank = np.empty(n, dtype=np.int32)
+    rank[order] = np.arange(n, dtype=np.int32)
+    rank_of_rating = rank[matrix.by_user.indices]
+
+    def pairs_within(count: int) -> int:
+        per_user = _per_user(matrix, rank_of_rating < count)
+        return int(np.dot(per_user, per_user))
+
+    low, high = 0, n  # pairs_within(low) fits, pairs_within(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if pairs_within(middle) <= max_pairs else (low, middle)
+    return np.sort(order[:low])
+
+
+def _per_user(matrix: RatingMatrix, kept: np.ndarray) -> np.ndarray:
+    """How many of each user's ratings `kept` (one flag per stored rating) selects."""
+    running = np.concatenate(([0], np.cumsum(kept, dtype=np.int64)))
+    indptr = matrix.by_user.indptr
+    return running[indptr[1:]] - running[indptr[:-1]]

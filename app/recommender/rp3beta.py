@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from app.recommender.itemknn import BLOCK_BYTES, ItemKNN
+from app.recommender.itemknn import BLOCK_BYTES, DEFAULT_MAX_PAIRS, ItemKNN
 from app.recommender.matrix import RatingMatrix
 
 DEFAULT_NEIGHBOURS = 200
@@ -43,8 +43,11 @@ class RP3Beta(ItemKNN):
         alpha: float = 0.8,
         beta: float = 0.4,
         block_bytes: int = BLOCK_BYTES,
+        max_pairs: int = DEFAULT_MAX_PAIRS,
     ) -> None:
-        super().__init__(neighbours=neighbours, binary=True, block_bytes=block_bytes)
+        super().__init__(
+            neighbours=neighbours, binary=True, block_bytes=block_bytes, max_pairs=max_pairs
+        )
         self.alpha = alpha
         self.beta = beta
 
@@ -55,23 +58,26 @@ class RP3Beta(ItemKNN):
             "alpha": self.alpha,
             "beta": self.beta,
             "block_bytes": self.block_bytes,
+            "max_pairs": self.max_pairs,
         }
 
-    def _prepare(self, matrix: RatingMatrix) -> None:
-        items = self._columns(matrix)
-        item_degree = np.diff(items.indptr).astype(np.float64)
+    def _prepare(self, matrix: RatingMatrix, items: np.ndarray) -> None:
+        rows = self._columns(matrix, items)
+        # Degrees count every rating, modelled film or not: the walk's probabilities are
+        # those of the whole graph, only the films it may end on are fewer.
+        item_degree = np.diff(rows.indptr).astype(np.float64)
         user_degree = np.diff(matrix.by_user.indptr).astype(np.float64)
         safe_item = np.maximum(item_degree, 1.0)
         # Items x users with deg(i)^-alpha, and users x items with deg(u)^-alpha.
-        self._item_to_user = sp.diags(safe_item**-self.alpha) @ items
+        self._item_to_user = sp.diags(safe_item**-self.alpha) @ rows
         self._user_to_item = (
-            sp.diags(np.maximum(user_degree, 1.0) ** -self.alpha) @ items.T
+            sp.diags(np.maximum(user_degree, 1.0) ** -self.alpha) @ rows.T
         ).tocsr()
         self._damping = np.power(safe_item, -self.beta)
 
     def _release(self) -> None:
         self._item_to_user = self._user_to_item = sp.csr_matrix((0, 0))
 
-    def _block(self, matrix: RatingMatrix, start: int, stop: int) -> np.ndarray:
+    def _block(self, start: int, stop: int) -> np.ndarray:
         walk = (self._item_to_user[start:stop] @ self._user_to_item).toarray()
         return np.asarray(walk * self._damping[np.newaxis, :], dtype=np.float64)

@@ -26,9 +26,14 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client import multiprocess as _multiprocess
+
+# The *_created series (when each series first appeared) say nothing an operator uses, and
+# multiprocess mode has none: one process then exports what several do.
+disable_created_metrics()
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -61,6 +61,17 @@ def test_a_json_line_has_the_fields_the_request_id_and_the_exception() -> None:
     assert "ValueError: boom" in parsed["exception"]
 
 
+def test_a_text_line_ends_with_the_request_id_while_a_request_is_answered() -> None:
+    record = logging.LogRecord("app.x", logging.INFO, __file__, 1, "hello", (), None)
+    formatter = logs.TextFormatter()
+    assert formatter.format(record).endswith("INFO app.x: hello")
+    token = logs.REQUEST_ID.set("trace-8")
+    try:
+        assert formatter.format(record).endswith("INFO app.x: hello [request trace-8]")
+    finally:
+        logs.REQUEST_ID.reset(token)
+
+
 async def test_every_answer_carries_a_request_id(client: TestClientProtocol) -> None:
     kept = await client.get("/api/users/1/recommendations", headers={"X-Request-ID": "abc-123"})
     assert kept.headers["X-Request-ID"] == "abc-123"

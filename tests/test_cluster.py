@@ -1,0 +1,667 @@
+"""One host, as compose.yaml lays it out: a build job, three replicas, nginx in front.
+
+`make cluster-test` runs these with Podman (containers on the host's network, as the machine has
+no container networking) and Debian's nginx on the host with deploy/nginx/nginx.conf. The build
+job writes the snapshot into a volume once; three replicas map it read-only; under wrk load
+through nginx one replica is killed and another restarted, then the job publishes a new
+snapshot and every replica switches to it, with no failed request at the client. The figures
+are printed as a table. Everything talks to 127.0.0.1 and is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from app import create_app
+from app.config import Settings
+from tests.conftest import IN_CI, DatasetServer, require_real_zip, wait_until_settled
+from tests.test_container import Container, Result, free_port, podman, podman_sync
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+PODMAN = ROOT / "scripts" / "podman"
+IMAGE = os.environ.get("MOVIEREC_IMAGE", "localhost/movierec:test")
+NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
+COMPOSE = ROOT / "compose.yaml"
+COMPOSE_HOST = ROOT / "deploy" / "compose.host.yaml"
+LOAD_SCRIPT = Path(__file__).with_name("cluster_load.lua")
+REPLICAS = 3
+# Each wrk connection waits this long between requests (ms): at most 160 requests a second,
+# which keeps every replica busy while leaving the two cores room for restarts and a build.
+PAUSE_MS = 50
+CONNECTIONS = 8
+LOAD_SECONDS = 30
+
+
+def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    """Print a measured figure past pytest's capture."""
+    with capsys.disabled():
+        print(f"\n  [cluster] {line}", end="")
+
+
+@pytest.fixture(scope="module")
+def tools() -> None:
+    """Podman with the image, nginx and wrk; in CI a missing one fails, elsewhere it skips."""
+    problem = None
+    missing = [tool for tool in ("podman", "nginx", "wrk") if shutil.which(tool) is None]
+    if missing:
+        problem = f"{', '.join(missing)} not installed (apt-get install podman nginx-light wrk)"
+    elif podman_sync("image", "exists", IMAGE).returncode != 0:
+        problem = f"no image {IMAGE}; build it with `make container-image`"
+    if problem:
+        if IN_CI:
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def volume(tools: None) -> Iterator[str]:
+    """A fresh named volume for the snapshot, removed afterwards."""
+    name = f"movierec-cluster-{uuid.uuid4().hex[:8]}"
+    podman_sync("volume", "create", name)
+    yield name
+    podman_sync("volume", "rm", "--force", name)
+
+
+@dataclass
+class Replica(Container):
+    """One replica container; `started` is reset by each (re)start."""
+
+    snapshot_id: str = ""
+
+    async def status(self) -> dict[str, Any]:
+        """Its /api/status."""
+        status, body = await self.get("/api/status")
+        assert status == 200, body
+        answer: dict[str, Any] = json.loads(body)
+        return answer
+
+
+@dataclass
+class Cluster:
+    """The containers of one test run; every one is removed afterwards."""
+
+    volume: str
+    source: str
+    names: list[str] = field(default_factory=list)
+    replicas: list[Replica] = field(default_factory=list)
+
+    async def build(self) -> float:
+        """Run the build job (`movierec build`) into the volume; seconds it took."""
+        name = f"movierec-cluster-build-{uuid.uuid4().hex[:8]}"
+        self.names.append(name)
+        started = time.perf_counter()
+        await podman(
+            "run",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "--read-only",
+            "--read-only-tmpfs=false",
+            "--volume",
+            f"{self.volume}:/app/data",
+            "--env",
+            f"MOVIELENS_SOURCE={self.source}",
+            IMAGE,
+            "python",
+            "-m",
+            "app",
+            "build",
+            timeout=180,
+        )
+        return time.perf_counter() - started
+
+    async def start_replica(self) -> Replica:
+        """A replica mapping the volume read-only, as compose.yaml runs it."""
+        name = f"movierec-cluster-web{len(self.replicas) + 1}-{uuid.uuid4().hex[:6]}"
+        replica = Replica(name, free_port(), time.perf_counter())
+        self.names.append(name)
+        self.replicas.append(replica)
+        await podman(
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "--read-only",
+            "--read-only-tmpfs=false",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--volume",
+            f"{self.volume}:/app/data:ro",
+            "--env",
+            "HOST=127.0.0.1",
+            "--env",
+            f"PORT={replica.port}",
+            "--env",
+            f"MOVIELENS_SOURCE={self.source}",
+            IMAGE,
+        )
+        return replica
+
+    async def remove(self) -> None:
+        """Remove every container this run started."""
+        for name in self.names:
+            await podman("rm", "--force", "--time", "0", name, check=False)
+
+
+@pytest.fixture
+async def cluster(volume: str, dataset_server: DatasetServer) -> AsyncIterator[Cluster]:
+    """The build job and replicas on `volume`, ml-latest-small served from 127.0.0.1."""
+    source = dataset_server.serve_bytes("/ml-latest-small.zip", require_real_zip().read_bytes())
+    cluster = Cluster(volume, source)
+    try:
+        yield cluster
+    finally:
+        await cluster.remove()
+
+
+@dataclass
+class Nginx:
+    """Debian's nginx on the host running deploy/nginx/nginx.conf, addresses replaced."""
+
+    port: int
+    folder: Path
+
+    def url(self, path: str) -> str:
+        """Absolute URL of `path` through nginx."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def get(self, path: str) -> tuple[int, str, bytes]:
+        """GET `path`; the status, the replica that answered (X-Served-By) and the body."""
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(self.url(path)) as response,
+        ):
+            return response.status, served_by(response.headers), await response.read()
+
+    async def post(self, path: str, body: Any) -> tuple[int, str, bytes]:
+        """POST `body` as JSON to `path`; the status, the replica and the body."""
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(self.url(path), json=body) as response,
+        ):
+            return response.status, served_by(response.headers), await response.read()
+
+
+def served_by(headers: Any) -> str:
+    """The replica that answered: the last address nginx tried."""
+    return str(headers.get("X-Served-By", "")).split(",")[-1].strip()
+
+
+def nginx_config(ports: list[int], listen: int, folder: Path) -> str:
+    """deploy/nginx/nginx.conf with the replicas' and nginx's own addresses, files in `folder`."""
+    text = NGINX_CONF.read_text()
+    replacements = {f"web{i}:800{i}": f"127.0.0.1:{port}" for i, port in enumerate(ports, 1)}
+    replacements["listen 8080;"] = f"listen 127.0.0.1:{listen};"
+    replacements["/tmp/"] = f"{folder}/"
+    replacements["/dev/stdout"] = f"{folder}/access.log"
+    replacements["error_log stderr"] = f"error_log {folder}/error.log"
+    for old, new in replacements.items():
+        assert old in text, f"{NGINX_CONF} no longer has {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture
+async def start_nginx(tmp_path: Path) -> AsyncIterator[Any]:
+    """Start nginx in front of replicas; stopped afterwards."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    async def start(replicas: list[Replica]) -> Nginx:
+        folder = tmp_path / "nginx"
+        folder.mkdir()
+        nginx = Nginx(free_port(), folder)
+        conf = folder / "nginx.conf"
+        conf.write_text(nginx_config([r.port for r in replicas], nginx.port, folder))
+        command = ["nginx", "-p", str(folder), "-e", str(folder / "error.log"), "-c", str(conf)]
+        processes.append(subprocess.Popen([*command, "-g", "daemon off;"]))
+        for _ in range(100):
+            try:
+                status, _, _ = await nginx.get("/lb-healthz")
+                if status == 200:
+                    return nginx
+            except aiohttp.ClientError:
+                pass
+            assert processes[-1].poll() is None, (folder / "error.log").read_text()
+            await asyncio.sleep(0.05)
+        raise AssertionError("nginx did not start")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(10)
+
+
+# The units wrk writes durations in.
+SECONDS_PER = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass
+class Load:
+    """What wrk counted: requests, failures and the replicas that answered."""
+
+    requests: int = 0
+    seconds: float = 0.0
+    non_2xx: int = 0
+    socket_errors: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    replicas: Counter[str] = field(default_factory=Counter)
+    retried: int = 0
+    latency: str = ""
+
+    @property
+    def failed(self) -> int:
+        """Answers that were not 2xx plus connections that failed, as the client saw them."""
+        return (
+            self.non_2xx
+            + self.socket_errors
+            + sum(count for status, count in self.statuses.items() if not status.startswith("2"))
+        )
+
+    @classmethod
+    def parse(cls, out: str) -> Load:
+        """Read wrk's summary and cluster_load.lua's counts."""
+        load = cls()
+        found = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)\b", out)
+        assert found, out
+        load.requests = int(found[1])
+        load.seconds = float(found[2]) * SECONDS_PER[found[3]]
+        if found := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+            load.non_2xx = int(found[1])
+        if found := re.search(
+            r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+        ):
+            load.socket_errors = sum(int(n) for n in found.groups())
+        for kind, key, count in re.findall(r"^count (\w+) (\S+) (\d+)$", out, re.MULTILINE):
+            if kind == "status":
+                load.statuses[key] = int(count)
+            elif kind == "replica":
+                load.replicas[key] = int(count)
+            else:
+                load.retried = int(count)
+        if found := re.search(r"^latency (.*)$", out, re.MULTILINE):
+            load.latency = found[1]
+        return load
+
+
+class Wrk:
+    """wrk with cluster_load.lua against nginx, for `seconds` or until stopped."""
+
+    def __init__(self, nginx: Nginx, seconds: int) -> None:
+        self.command = [
+            "wrk",
+            "--threads",
+            "2",
+            "--connections",
+            str(CONNECTIONS),
+            "--duration",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "--script",
+            str(LOAD_SCRIPT),
+            nginx.url("/"),
+            "--",
+            str(PAUSE_MS),
+        ]
+        self.seconds = seconds
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Wrk:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+    def stop(self) -> None:
+        """Stop early; wrk still prints its summary (SIGINT)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+
+    async def result(self) -> Load:
+        """Wait for wrk to finish; what it counted."""
+        assert self.process is not None
+        out, _ = await asyncio.wait_for(self.process.communicate(), self.seconds + 30)
+        text = out.decode()
+        assert self.process.returncode == 0, text
+        return Load.parse(text)
+
+
+# Answers compared between the cluster and one server: users and visitors, every algorithm.
+CASES = [
+    "/api/users/1/recommendations?n=10&k=5&algorithm=original",
+    "/api/users/42/recommendations?n=20&k=30&algorithm=original",
+    "/api/users/610/recommendations?n=10",
+    "/api/users/42/recommendations?n=10&algorithm=ease",
+    "/api/users/7/recommendations?n=10&algorithm=itemknn",
+    "/api/users/7/recommendations?n=10&algorithm=rp3beta",
+    "/api/users/99/recommendations?n=10&algorithm=userknn-weighted",
+    "/api/users/5/recommendations?n=10&algorithm=popularity",
+]
+VISITOR = {"ratings": [{"movie_id": 1, "rating": 4.5}, {"movie_id": 2571, "rating": 5}]}
+
+
+async def wait_for(what: str, check: Any, timeout: float, every: float = 0.05) -> float:
+    """Poll the coroutine function `check` until it is true; seconds it took."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if await check():
+            return time.perf_counter() - started
+        await asyncio.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+async def snapshot_ids(replicas: list[Replica]) -> list[str]:
+    """The snapshot each replica serves ('' if it does not answer)."""
+    ids = []
+    for replica in replicas:
+        try:
+            ids.append(str((await replica.status()).get("snapshot_id", "")))
+        except (TimeoutError, aiohttp.ClientError, AssertionError):
+            ids.append("")
+    return ids
+
+
+async def test_three_replicas_behind_nginx(
+    cluster: Cluster,
+    start_nginx: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    figures: list[tuple[str, str]] = []
+
+    def note(what: str, value: str) -> None:
+        figures.append((what, value))
+        report(capsys, f"{what}: {value}")
+
+    # One server, in this process, fitting everything itself: what the cluster must answer.
+    single = create_app(Settings(source=str(require_real_zip()), data_dir=tmp_path / "single"))
+    async with single.test_app() as single_app:
+        # The build job fits as well, at the same time.
+        build_seconds = await cluster.build()
+        note("build job (movierec build, ml-latest-small)", f"{build_seconds:.1f} s")
+        await wait_until_settled(single, timeout=60)
+        await asyncio.wait_for(single.extensions["service"].fits_done(), 180)
+        client = single_app.test_client()
+        expected = {path: await (await client.get(path)).get_json() for path in CASES}
+        visitor = await (await client.post("/api/recommendations?n=10", json=VISITOR)).get_json()
+
+    # Three replicas map the snapshot read-only: ready without fitting anything.
+    replicas = [await cluster.start_replica() for _ in range(REPLICAS)]
+    ready = [await replica.wait_ready() for replica in replicas]
+    note("replicas run -> ready (snapshot mapped)", ", ".join(f"{s:.1f} s" for s in ready))
+    first_ids = await snapshot_ids(replicas)
+    assert len(set(first_ids)) == 1 and first_ids[0], first_ids
+    for replica in replicas:
+        status = await replica.status()
+        assert status["state"] == "ready"
+        assert len(status["snapshot_algorithms"]) == 6, status
+
+    nginx = await start_nginx(replicas)
+    addresses = {f"127.0.0.1:{r.port}": r for r in replicas}
+
+    # The same answers as one server, whichever replica gives them.
+    answered: Counter[str] = Counter()
+    for path, answer in expected.items():
+        for _ in range(REPLICAS):
+            status, by, body = await nginx.get(path)
+            assert status == 200, body
+            assert json.loads(body) == answer, path
+            answered[by] += 1
+    for _ in range(REPLICAS):
+        status, by, body = await nginx.post("/api/recommendations?n=10", VISITOR)
+        assert status == 200, body
+        assert json.loads(body) == visitor
+        answered[by] += 1
+    assert set(answered) == set(addresses), answered
+    note("same answers as one server", f"{len(CASES) + 1} requests x {REPLICAS}, all equal")
+
+    # Load for 30 s: one replica killed, another restarted, the first started again.
+    victim, restarted = replicas[0], replicas[1]
+    async with Wrk(nginx, LOAD_SECONDS) as wrk:
+        await asyncio.sleep(4)
+        await podman("kill", "--signal", "KILL", victim.name)
+        killed_at = time.perf_counter()
+        await asyncio.sleep(4)
+        restarted.started = time.perf_counter()
+        await podman("restart", "--time", "10", restarted.name, timeout=30)
+        back = await restarted.wait_ready()
+        note("podman restart -> ready again, under load", f"{back:.1f} s")
+        await asyncio.sleep(2)
+        victim.started = time.perf_counter()
+        await podman("start", victim.name)
+        await victim.wait_ready()
+        note("killed replica down for", f"{time.perf_counter() - killed_at:.1f} s")
+        load = await wrk.result()
+    share = {addr: load.replicas[addr] / max(load.requests, 1) for addr in addresses}
+    note(
+        "load 1 (kill + restart)",
+        f"{load.requests} requests in {load.seconds:.0f} s, {load.failed} failed, "
+        f"{load.retried} retried by nginx; latency ms {load.latency}",
+    )
+    note("load 1 share per replica", shares(share))
+    assert load.requests > 0
+    assert load.failed == 0, load
+    assert all(share[addr] > 0.05 for addr in addresses), share
+
+    # A new snapshot published mid-load: the build job again, into the same volume. The
+    # volume's folder on the host shows when its rename puts the new file in place.
+    folder = (await podman("volume", "inspect", "--format", "{{.Mountpoint}}", cluster.volume)).out
+    snapshot_file = Path(folder) / "snapshots" / "ml-latest-small.snapshot"
+    first_file = identity(snapshot_file)
+    async with Wrk(nginx, 120) as wrk:
+        await asyncio.sleep(3)
+        rebuild = asyncio.create_task(cluster.build())
+        switched: dict[str, float] = {}
+        renamed = 0.0
+        while len(switched) < REPLICAS:
+            if not renamed and identity(snapshot_file) != first_file:
+                renamed = time.perf_counter()
+            ids = await snapshot_ids(replicas)
+            for replica, snapshot_id in zip(replicas, ids, strict=True):
+                if snapshot_id and snapshot_id != first_ids[0]:
+                    switched.setdefault(replica.name, time.perf_counter())
+            if rebuild.done() and rebuild.exception() is not None:
+                raise AssertionError("the second build failed") from rebuild.exception()
+            await asyncio.sleep(0.05)
+        rebuild_seconds = await rebuild
+        await asyncio.sleep(5)  # answers from the new snapshot, under the same load
+        wrk.stop()
+        load2 = await wrk.result()
+    new_ids = await snapshot_ids(replicas)
+    assert renamed, f"{snapshot_file} was not replaced"
+    note("build job again, under load", f"{rebuild_seconds:.1f} s")
+    first, last = (min(switched.values()) - renamed, max(switched.values()) - renamed)
+    note(
+        "snapshot renamed into place -> every replica serves it",
+        f"{last:.2f} s (first {first:.2f} s)",
+    )
+    note(
+        "load 2 (new snapshot)",
+        f"{load2.requests} requests in {load2.seconds:.0f} s, {load2.failed} failed, "
+        f"{load2.retried} retried by nginx; latency ms {load2.latency}",
+    )
+    note(
+        "load 2 share per replica",
+        shares({a: load2.replicas[a] / max(load2.requests, 1) for a in addresses}),
+    )
+    assert len(set(new_ids)) == 1 and new_ids[0] not in ("", first_ids[0]), new_ids
+    assert load2.failed == 0, load2
+
+    # Afterwards every answer comes from the new snapshot, and it is still the same model.
+    by_replica: Counter[str] = Counter()
+    for _ in range(6 * REPLICAS):
+        status, by, body = await nginx.get("/api/status")
+        assert status == 200
+        assert json.loads(body)["snapshot_id"] == new_ids[0]
+        by_replica[by] += 1
+    assert set(by_replica) == set(addresses), by_replica
+    for path, answer in expected.items():
+        status, _, body = await nginx.get(path)
+        assert status == 200 and json.loads(body) == answer, path
+
+    with capsys.disabled():
+        print("\n\n  | figure | value |\n  |---|---|")
+        for what, value in figures:
+            print(f"  | {what} | {value} |")
+
+
+def identity(path: Path) -> tuple[int, int] | None:
+    """Which file is at `path` (inode and modification time), None if none."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns
+
+
+def shares(share: dict[str, float]) -> str:
+    """Each replica's share of the answers, by port."""
+    return ", ".join(f":{addr.rsplit(':', 1)[1]} {value:.0%}" for addr, value in share.items())
+
+
+def compose_config(*files: Path) -> dict[str, Any]:
+    """podman-compose's resolved configuration of compose files."""
+    options = [f"--podman-path={PODMAN}", *(f"--file={path}" for path in files)]
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("podman-compose")), *options, "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    config: dict[str, Any] = yaml.safe_load(done.stdout)
+    return config
+
+
+def test_compose_file_lays_out_a_build_job_three_replicas_and_nginx(tools: None) -> None:
+    services = compose_config(COMPOSE)["services"]
+    assert set(services) == {"build", "web1", "web2", "web3", "lb"}
+    assert services["build"]["command"] == ["python", "-m", "app", "build"]
+    assert "data:/app/data" in services["build"]["volumes"]
+    upstreams = re.findall(
+        r"^\s*server (\S+) max_fails=\d+ fail_timeout=\w+;", NGINX_CONF.read_text(), re.M
+    )
+    ports = []
+    for name in ("web1", "web2", "web3"):
+        replica = services[name]
+        assert replica["depends_on"]["build"]["condition"] == "service_completed_successfully"
+        assert replica["volumes"] == ["data:/app/data:ro"]
+        assert replica["image"] == services["build"]["image"]
+        assert "/readyz" in " ".join(replica["healthcheck"]["test"])
+        ports.append(f"{name}:{replica['environment']['PORT']}")
+    assert upstreams == ports, "nginx.conf must list every replica at its PORT"
+    for name, service in services.items():
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+    assert services["lb"]["tmpfs"] == ["/tmp"]
+    assert services["lb"]["build"]["context"] == str(NGINX_CONF.parent)
+
+
+def test_host_override_puts_everything_on_the_host_network(tools: None) -> None:
+    services = compose_config(COMPOSE, COMPOSE_HOST)["services"]
+    assert {service["network_mode"] for service in services.values()} == {"host"}
+    assert "ports" not in services["lb"]
+    assert sorted(services["lb"]["extra_hosts"]) == [f"web{i}:127.0.0.1" for i in (1, 2, 3)]
+    for name in ("web1", "web2", "web3"):
+        assert services[name]["environment"]["HOST"] == "127.0.0.1"
+        assert services[name]["volumes"] == ["data:/app/data:ro"]
+
+
+# deploy/compose.host.yaml's fixed ports: the replicas' and nginx's.
+HOST_PORTS = (8001, 8002, 8003, 8080)
+
+
+async def test_podman_compose_runs_it(
+    tools: None, dataset_server: DatasetServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for port in HOST_PORTS:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                message = f"port {port} is in use; deploy/compose.host.yaml needs it"
+                if IN_CI:
+                    pytest.fail(message)
+                pytest.skip(message)
+    source = dataset_server.serve_bytes("/ml-latest-small.zip", require_real_zip().read_bytes())
+    project = f"movierec-compose-{uuid.uuid4().hex[:6]}"
+    environment = {
+        "MOVIEREC_IMAGE": IMAGE,
+        "MOVIELENS_SOURCE": source,
+        # podman-compose starts a container's dependencies with it (podman's --requires), so
+        # the job runs again before each replica: two quick algorithms keep that short.
+        "ALGORITHMS": "original,popularity",
+    }
+    command = [f"--podman-path={PODMAN}", f"--project-name={project}"]
+    command += [f"--file={COMPOSE}", f"--file={COMPOSE_HOST}"]
+    started = time.perf_counter()
+    try:
+        up = await compose(environment, *command, "up", "--detach")
+        assert up.code == 0, up.err
+        lb = Nginx(8080, Path())
+        answered: Counter[str] = Counter()
+
+        async def all_answer() -> bool:
+            try:
+                status, by, _ = await lb.get("/api/users/1/recommendations?n=5")
+            except aiohttp.ClientError:
+                return False
+            if status == 200:
+                answered[by] += 1
+            return len(answered) == REPLICAS
+
+        await wait_for("every replica answering through nginx", all_answer, 120, every=0.1)
+        report(capsys, f"podman-compose up -> all 3 answer: {time.perf_counter() - started:.1f} s")
+        assert set(answered) == {f"127.0.0.1:{port}" for port in HOST_PORTS[:3]}
+        status, _, body = await lb.get("/healthz")
+        assert status == 200, body
+    finally:
+        down = await compose(environment, *command, "down", "--volumes", "--timeout", "5")
+    assert down.code == 0, down.err
+
+
+async def compose(environment: dict[str, str], *args: str) -> Result:
+    """Run podman-compose without blocking the loop (the dataset server shares it)."""
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("podman-compose")),
+        *args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **environment},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 240)
+    return Result(process.returncode or 0, out.decode(), err.decode())

@@ -209,6 +209,14 @@ async def test_the_about_page_shows_the_published_evaluation(
     summary = evaluation_summary(page)
     assert "ml-latest-small" in summary and "by the developers" in summary
     assert page.css_first("tr.is-default") is not None
+    # What capping EASE as at ml-25m scale costs, from the published figures.
+    from app.evaluation.report import PUBLISHED
+
+    random_split = json.loads(PUBLISHED.read_text())["splits"][0]
+    cap = page.css_first("p.ease-cap")
+    assert cap is not None and random_split["ease_cap"] is not None
+    assert f"{random_split['ease_cap']['capped_ndcg']:.3f}" in cap.text()
+    assert f"{random_split['ease_cap']['films']:,} most-rated films" in cap.text()
 
 
 async def test_the_about_page_prefers_this_servers_evaluation(

@@ -12,7 +12,8 @@ import pytest
 
 import app.__main__ as cli
 from app.config import Settings
-from app.evaluation.command import Options, candidates, run
+from app.evaluation.command import Options, at_scale_cap, candidates, run
+from app.evaluation.report import ease_cap_cost
 from app.recommender import DEFAULT_ALGORITHM
 
 from .conftest import require_real_zip
@@ -149,3 +150,8 @@ def test_default_beats_the_original_on_ml_latest_small(tmp_path: Path) -> None:
     # Not a handful of blockbusters: hundreds of distinct films across the users' lists.
     assert default.coverage * 9000 > 300
     assert default.rank_ms_median < 10
+    assert default.ndcg >= 0.31
+    # EASE is also measured capped to the share of films its budget holds at ml-25m scale.
+    cost = ease_cap_cost(results)
+    assert cost is not None and cost["films"] == at_scale_cap(9724)
+    assert 1000 < cost["films"] < 2000 and 0 <= cost["cost"] < 0.03

@@ -61,8 +61,11 @@ class EASE:
         min_ratings: int = DEFAULT_MIN_RATINGS,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         binary: bool = False,
+        max_films: int | None = None,
     ) -> None:
         self.binary = binary
+        # A cap below what the budget holds, to measure what a cap costs (movierec evaluate).
+        self.film_cap = max_films
         self.l2 = l2
         self.min_ratings = min_ratings
         self.memory_budget = memory_budget
@@ -73,8 +76,9 @@ class EASE:
 
     @property
     def max_films(self) -> int:
-        """The most films whose dense solve fits in `memory_budget`."""
-        return math.isqrt(self.memory_budget // BYTES_PER_CELL)
+        """The most films whose dense solve fits in `memory_budget` (and the cap, if any)."""
+        fits = math.isqrt(self.memory_budget // BYTES_PER_CELL)
+        return fits if self.film_cap is None else min(fits, self.film_cap)
 
     def modelled_columns(self, matrix: RatingMatrix) -> np.ndarray:
         """The columns with at least `min_ratings` ratings, at most `max_films` of them.
@@ -122,13 +126,16 @@ class EASE:
         return self
 
     def params(self) -> dict[str, Any]:
-        """Regularisation, the film threshold, the memory budget, ones or ratings."""
-        return {
+        """Regularisation, the film threshold, the memory budget, ones or ratings, a cap."""
+        params: dict[str, Any] = {
             "l2": self.l2,
             "min_ratings": self.min_ratings,
             "memory_budget": self.memory_budget,
             "binary": self.binary,
         }
+        if self.film_cap is not None:
+            params["max_films"] = self.film_cap
+        return params
 
     def fitted_arrays(self) -> dict[str, np.ndarray]:
         """The modelled columns and the weights B."""

@@ -76,6 +76,7 @@ class Played:
 
     prefix: str
     port: int
+    metrics_port: int
     settings: Object
     claim: Object
     job_pod: Object
@@ -88,9 +89,9 @@ class Played:
         """The replica's container, as Podman names a Deployment's first pod."""
         return f"{self.deployment['metadata']['name']}-pod-0-server"
 
-    def url(self, path: str) -> str:
-        """Absolute URL of `path` on the replica."""
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path: str, port: int | None = None) -> str:
+        """Absolute URL of `path` on the replica (on its public port unless told)."""
+        return f"http://127.0.0.1:{port or self.port}{path}"
 
     def build_pod(self, run: str) -> Object:
         """The build Job's pod template as a Pod named for this run."""
@@ -104,18 +105,18 @@ class Played:
         path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
         await podman("kube", "play", "--network", "host", str(path), timeout=180)
 
-    async def get(self, path: str) -> tuple[int, Any]:
-        """GET `path` on the replica: the status and the decoded JSON (None if not JSON)."""
+    async def get(self, path: str, port: int | None = None) -> tuple[int, Any]:
+        """GET `path` on the replica: the status and the decoded JSON (else the text)."""
         timeout = aiohttp.ClientTimeout(total=10)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(self.url(path)) as response,
+            session.get(self.url(path, port)) as response,
         ):
             body = await response.read()
             try:
                 return response.status, json.loads(body)
             except ValueError:
-                return response.status, None
+                return response.status, body.decode()
 
 
 def adapt(objects: list[Object], source: str, port: int, metrics_port: int, folder: Path) -> Played:
@@ -170,7 +171,9 @@ def adapt(objects: list[Object], source: str, port: int, metrics_port: int, fold
         container.pop("ports", None)
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             container[probe]["httpGet"]["port"] = port
-    return Played(prefix, port, settings, claim, job_pod, wait_pod, deployment, folder)
+    return Played(
+        prefix, port, metrics_port, settings, claim, job_pod, wait_pod, deployment, folder
+    )
 
 
 @pytest.fixture
@@ -235,7 +238,7 @@ async def test_the_build_job_fills_the_volume_and_a_read_only_replica_serves_it(
     no_leftovers: None, played: Played, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The replicas' init container waits while the volume holds no snapshot...
-    await played.play("volume", played.claim, played.wait_pod)
+    await played.play("volume", played.settings, played.claim, played.wait_pod)
     waiter = f"{played.wait_pod['metadata']['name']}-wait-for-snapshot"
     await asyncio.sleep(2)
     assert (await podman("inspect", "--format", "{{.State.Status}}", waiter)).out == "running"
@@ -243,7 +246,10 @@ async def test_the_build_job_fills_the_volume_and_a_read_only_replica_serves_it(
     report(capsys, f"kube play: build Job pod wrote snapshot {first} in {built:.1f}s")
     # ...and lets the server start once the build Job has written one.
     assert (await podman("wait", waiter, timeout=30)).out == "0"
-    assert "waiting for the build Job's snapshot" in (await podman("logs", waiter)).out
+    waited = (await podman("logs", waiter)).out
+    assert (
+        "waiting for the build Job's snapshot of ml-latest-small in /app/data/snapshots" in waited
+    )
 
     started = time.perf_counter()
     await played.play("serve", played.settings, played.deployment)
@@ -264,6 +270,9 @@ async def test_the_build_job_fills_the_volume_and_a_read_only_replica_serves_it(
     probe = 'id -u; for d in /app/data /app /tmp; do touch "$d/.w" 2>/dev/null && echo "$d"; done'
     seen = (await podman("exec", played.server, "sh", "-c", probe)).out.split()
     assert seen == [str(UID), "/tmp"]
+    # The workers' metric files live in the /tmp emptyDir; the metrics port answers.
+    status, metrics = await played.get("/metrics", played.metrics_port)
+    assert status == 200 and f'snapshot_id="{first}"' in metrics
     started_at = await podman("inspect", "--format", "{{.State.StartedAt}}", played.server)
 
     # A second run of the Job publishes a newer snapshot: the replica switches to it by itself.

@@ -16,15 +16,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.config import Settings
+from app.data import snapshot as snapshot_file
 from app.engine import Engine, Service, State
 from app.logs import RepeatLimiter
 from tests.conftest import make_zip
@@ -139,6 +142,100 @@ def with_group(pid: int, signum: int) -> None:
         os.killpg(pid, signum)
 
 
+def limit_open_files(limit: int) -> Callable[[], None]:
+    """A preexec_fn that sets both open-file limits to `limit`, so the server cannot raise it."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
+
+
+def timed_get(url: str, timeout: float = 5.0) -> tuple[int, float]:
+    """Status of a GET and the seconds it took."""
+    began = time.monotonic()
+    status, _ = get(url, timeout)
+    return status, time.monotonic() - began
+
+
+def probe(server: Server, paths: list[str], seconds: float) -> list[tuple[str, int, float]]:
+    """GET each path in turn for `seconds`: (path, status, seconds taken) for every request."""
+    seen = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for path in paths:
+            seen.append((path, *timed_get(server.url(path))))
+        time.sleep(0.1)
+    return seen
+
+
+class SlowBodies(threading.Thread):
+    """`count` connections that each send a POST's headers, then one byte of the body every half
+    second; a dropped one is replaced, up to `budget` connections in all, until stopped."""
+
+    def __init__(self, port: int, count: int, budget: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.count, self.budget = port, count, budget
+        self.opened = 0
+        self.stopped = threading.Event()
+        self.head = (
+            b"POST /api/recommendations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        )
+
+    def run(self) -> None:
+        """Keep `count` slow bodies going until stopped or the budget is spent."""
+        open_: dict[socket.socket, bool] = {}  # socket -> its headers went out
+        while not self.stopped.is_set():
+            while len(open_) < self.count and self.opened < self.budget:
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", self.port))
+                open_[sock] = False
+                self.opened += 1
+            for sock, started in list(open_.items()):
+                try:
+                    if sock.recv(4096) == b"":
+                        raise ConnectionResetError
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    sock.close()
+                    del open_[sock]
+                    continue
+                with contextlib.suppress(BlockingIOError, OSError):
+                    sock.send(b"[" if started else self.head)
+                    open_[sock] = True
+            self.stopped.wait(0.5)
+        for sock in open_:
+            sock.close()
+
+
+def pipelining_readers(port: int, count: int, requests: int, path: str) -> list[socket.socket]:
+    """`count` connections that each send `requests` pipelined GETs of `path` and never read."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        # A small receive window, so the server's answers pile up on its side, not in ours.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.send(request * requests)
+        sockets.append(sock)
+    return sockets
+
+
+def enough_open_files(needed: int) -> None:
+    """Raise this process's soft open-file limit to at least `needed`, or skip the test."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        if hard < needed:
+            pytest.fail(f"the hard open-file limit here is {hard}; the test needs {needed}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
 @pytest.fixture
 def tiny_source(tmp_path: Path) -> Path:
     """The tiny release as a zip on disk."""
@@ -156,7 +253,9 @@ def serve(tmp_path: Path) -> Iterator[Start]:
     """Start servers with extra environment; every one is stopped at the end."""
     started: list[Server] = []
 
-    def start(source: Path, workers: int = 2, **environment: str) -> Server:
+    def start(
+        source: Path, workers: int = 2, open_files: int | None = None, **environment: str
+    ) -> Server:
         port = free_port()
         log = tmp_path / f"server-{port}.log"
         env = {
@@ -177,6 +276,7 @@ def serve(tmp_path: Path) -> Iterator[Start]:
                 stderr=subprocess.STDOUT,
                 text=True,
                 start_new_session=True,
+                preexec_fn=None if open_files is None else limit_open_files(open_files),
             )
         server = Server(process, port, log)
         started.append(server)
@@ -390,3 +490,116 @@ def test_status_reports_the_cache(serve: Start, tiny_source: Path) -> None:
     body = json.loads(get(server.url("/api/status"))[1])
     cache = body["answer_cache"]
     assert cache["entries"] >= 1 and 0 < cache["bytes"] <= cache["max_bytes"]
+
+
+def test_slow_bodies_beyond_the_open_file_limit_leave_room_for_others(
+    serve: Start, tiny_source: Path
+) -> None:
+    enough_open_files(2048)
+    server: Server = serve(tiny_source, open_files=256)
+    assert wait_for(server.ready, 30), server.output()
+    paths = ["/healthz", "/api/users/1/recommendations?n=3&k=2"]
+    assert all(status == 200 for _, status, _ in probe(server, paths, 0.5))
+    attack = SlowBodies(server.port, count=600, budget=6000)
+    attack.start()
+    try:
+        time.sleep(2)  # every worker is at its limit by now
+        seen = probe(server, paths, 8)
+    finally:
+        attack.stopped.set()
+        attack.join(10)
+    failed = [entry for entry in seen if entry[1] != 200]
+    slowest = max(seconds for _, _, seconds in seen)
+    print(
+        f"{len(seen)} probes, {len(failed)} failed, slowest {slowest:.2f} s, {attack.opened} opened"
+    )
+    assert attack.opened >= 600
+    assert not failed, failed[:5]
+    assert slowest < 2.0
+    assert len(server.output()) < 50_000
+    assert server.stop() == 0
+
+
+def test_clients_that_never_read_are_dropped_and_shutdown_stays_quick(
+    serve: Start, tiny_source: Path
+) -> None:
+    enough_open_files(1024)
+    server: Server = serve(tiny_source)
+    assert wait_for(server.ready, 30), server.output()
+    # 52 KB each: 50 of them fill every buffer between the server and a client that never reads.
+    stuck = pipelining_readers(server.port, 200, 50, "/static/vendor/htmx.min.js")
+    try:
+        seen = probe(server, ["/api/users/1/recommendations?n=3&k=2", "/healthz"], 4)
+        began = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        code = server.process.wait(timeout=15)
+        took = time.monotonic() - began
+    finally:
+        for sock in stuck:
+            sock.close()
+    slowest = max(seconds for _, _, seconds in seen)
+    output = server.output()
+    print(
+        f"slowest request {slowest:.2f} s, exit {code} after {took:.1f} s, "
+        f"{output.count(chr(10))} lines"
+    )
+    assert all(status == 200 for _, status, _ in seen)
+    assert slowest < 2.0
+    assert code == 0 and took < 6.0, output[-2000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert output.count("\n") < 100
+
+
+def test_a_snapshot_is_replaced_never_changed_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "a.snapshot"
+    snapshot_file.write(path, {"x": np.arange(1000, dtype=np.int32)}, {"v": 1})
+    before = path.read_bytes()
+    with path.open("rb") as old:
+        snapshot_file.write(path, {"x": np.arange(2000, dtype=np.int32)}, {"v": 2})
+        assert os.fstat(old.fileno()).st_ino != path.stat().st_ino
+        assert old.read() == before  # a reader of the old file still sees it whole
+
+
+def recommendations_until(server: Server, stop: threading.Event, seen: list[int]) -> None:
+    """Ask for recommendations (each one computed: the server runs without an answer cache)."""
+    n = 0
+    while not stop.is_set():
+        n += 1
+        seen.append(get(server.url(f"/api/users/{n % 4 + 1}/recommendations?n=3&k=2"))[0])
+
+
+def test_a_mapped_snapshot_truncated_or_removed_keeps_every_worker_serving(
+    serve: Start, tiny_source: Path, tmp_path: Path
+) -> None:
+    server: Server = serve(tiny_source, RESULT_CACHE="0")
+    assert wait_for(server.ready, 30), server.output()
+    assert wait_for(lambda: len(server.workers()) == 2, 10)
+    workers = server.workers()
+    # Both workers serve from the snapshot once the background build is done.
+    ask = server.url("/api/users/1/recommendations?n=3&k=2")
+    assert wait_for(lambda: all(get(ask)[0] == 200 for _ in range(20)), 60)
+    [path] = (tmp_path / "data" / "snapshots").glob("*.snapshot")
+    stop = threading.Event()
+    seen: list[int] = []
+    clients = [
+        threading.Thread(target=recommendations_until, args=(server, stop, seen)) for _ in range(4)
+    ]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(1)
+        began = time.monotonic()
+        os.truncate(path, 0)  # held back until the workers let go of it
+        held = time.monotonic() - began
+        time.sleep(1.5)
+        path.unlink()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(10)
+    failed = [status for status in seen if status != 200]
+    print(f"{len(seen)} requests, {len(failed)} failed; truncate held back {held:.3f} s")
+    assert len(seen) > 50 and not failed, (len(failed), server.output()[-2000:])
+    assert server.workers() == workers, server.output()[-2000:]  # none died
+    assert "Traceback" not in server.output()

@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,8 +86,6 @@ def volume(tools: None) -> Iterator[str]:
 @dataclass
 class Replica(Container):
     """One replica container; `started` is reset by each (re)start."""
-
-    snapshot_id: str = ""
 
     async def status(self) -> dict[str, Any]:
         """Its /api/status."""
@@ -230,8 +228,11 @@ def nginx_config(ports: list[int], listen: int, folder: Path) -> str:
     return text
 
 
+StartNginx = Callable[[list[Replica]], Awaitable[Nginx]]
+
+
 @pytest.fixture
-async def start_nginx(tmp_path: Path) -> AsyncIterator[Any]:
+async def start_nginx(tmp_path: Path) -> AsyncIterator[StartNginx]:
     """Start nginx in front of replicas; stopped afterwards."""
     processes: list[subprocess.Popen[bytes]] = []
 
@@ -397,7 +398,7 @@ async def snapshot_ids(replicas: list[Replica]) -> list[str]:
 
 async def test_three_replicas_behind_nginx(
     cluster: Cluster,
-    start_nginx: Any,
+    start_nginx: StartNginx,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -426,9 +427,9 @@ async def test_three_replicas_behind_nginx(
     first_ids = await snapshot_ids(replicas)
     assert len(set(first_ids)) == 1 and first_ids[0], first_ids
     for replica in replicas:
-        status = await replica.status()
-        assert status["state"] == "ready"
-        assert len(status["snapshot_algorithms"]) == 6, status
+        state = await replica.status()
+        assert state["state"] == "ready"
+        assert len(state["snapshot_algorithms"]) == 6, state
 
     nginx = await start_nginx(replicas)
     addresses = {f"127.0.0.1:{r.port}": r for r in replicas}
@@ -472,7 +473,7 @@ async def test_three_replicas_behind_nginx(
         f"{load.requests} requests in {load.seconds:.0f} s, {load.failed} failed, "
         f"{load.retried} retried by nginx; latency ms {load.latency}",
     )
-    note("load 1 share per replica", shares(share))
+    note("load 1 share per replica (web1 killed, web2 restarted)", shares(share))
     assert load.requests > 0
     assert load.failed == 0, load
     assert all(share[addr] > 0.05 for addr in addresses), share
@@ -549,8 +550,8 @@ def identity(path: Path) -> tuple[int, int] | None:
 
 
 def shares(share: dict[str, float]) -> str:
-    """Each replica's share of the answers, by port."""
-    return ", ".join(f":{addr.rsplit(':', 1)[1]} {value:.0%}" for addr, value in share.items())
+    """Each replica's share of the answers: web1 (the one killed), web2 (restarted), web3."""
+    return ", ".join(f"web{i} {value:.0%}" for i, value in enumerate(share.values(), 1))
 
 
 def compose_config(*files: Path) -> dict[str, Any]:
@@ -590,6 +591,7 @@ def test_compose_file_lays_out_a_build_job_three_replicas_and_nginx(tools: None)
         assert service["cap_drop"] == ["ALL"], name
         assert "no-new-privileges:true" in service["security_opt"], name
     assert services["lb"]["tmpfs"] == ["/tmp"]
+    assert services["lb"]["volumes"] == ["./deploy/nginx/nginx.conf:/etc/nginx/movierec.conf:ro"]
     assert services["lb"]["build"]["context"] == str(NGINX_CONF.parent)
 
 

@@ -51,6 +51,8 @@ REPLICAS = 3
 PAUSE_MS = 50
 CONNECTIONS = 8
 LOAD_SECONDS = 30
+# The second load runs until every replica has switched and 5 s more; at most this long.
+SWITCH_LOAD_SECONDS = 120
 
 
 def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
@@ -483,12 +485,14 @@ async def test_three_replicas_behind_nginx(
     folder = (await podman("volume", "inspect", "--format", "{{.Mountpoint}}", cluster.volume)).out
     snapshot_file = Path(folder) / "snapshots" / "ml-latest-small.snapshot"
     first_file = identity(snapshot_file)
-    async with Wrk(nginx, 120) as wrk:
+    async with Wrk(nginx, SWITCH_LOAD_SECONDS) as wrk:
         await asyncio.sleep(3)
         rebuild = asyncio.create_task(cluster.build())
         switched: dict[str, float] = {}
         renamed = 0.0
+        deadline = time.perf_counter() + SWITCH_LOAD_SECONDS - 10
         while len(switched) < REPLICAS:
+            assert time.perf_counter() < deadline, f"switched by then: {switched}"
             if not renamed and identity(snapshot_file) != first_file:
                 renamed = time.perf_counter()
             ids = await snapshot_ids(replicas)

@@ -57,11 +57,14 @@ $(DEPLOY_VENV)/.installed: $(DEPLOY_REQUIREMENTS) $(KUBECTL)
 # Benchmarks print tables; the 25M size generates ~670 MB of synthetic CSV under data/bench
 # once and takes several minutes. BENCH_SIZES=100k,1M for a quick run.
 BENCH_SIZES ?= 100k,1M,5M,25M
+# Build once, serve many (bench/snapshot_scale.py): build, serve, latency and memory targets.
+BENCH_SNAPSHOT_SIZE ?= 25M
 BENCH_SOURCE ?= ../shared/data/ml-latest-small.zip
 
 bench: install static
 	$(BIN)/python bench/recommend_latency.py $(BENCH_SOURCE)
 	$(BIN)/python bench/scale.py --sizes $(BENCH_SIZES)
+	$(BIN)/python bench/snapshot_scale.py --size $(BENCH_SNAPSHOT_SIZE) --source $(BENCH_SOURCE)
 	$(BIN)/python bench/http_load.py $(BENCH_SOURCE)
 
 # Offline evaluation of every algorithm; the dataset comes from MOVIELENS_SOURCE as for `run`.

@@ -66,14 +66,9 @@ async def serve_until_signalled(
     Hypercorn stops accepting, lets the requests in flight finish (up to graceful_timeout), closes
     idle connections, and runs the app's after_serving, which cancels a build in progress.
     """
-    import sys as _s
-
     from hypercorn.asyncio import serve
 
     from app import create_app
-
-    if os.environ.get("SWITCH"):
-        _s.setswitchinterval(float(os.environ["SWITCH"]))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

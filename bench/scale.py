@@ -94,10 +94,10 @@ def main() -> None:
         print("|---|---|---|")
         base = None
         for workers in (1, 2):
-            pss = server_pss(generate(name), BENCH_DATA / f"state-{name}", workers)
-            extra = "" if base is None else f"{(pss - base) / MIB:,.0f}"
-            base = pss if base is None else base
-            print(f"| {workers} | {pss / MIB:,.0f} | {extra} |")
+            total = server_pss(generate(name), BENCH_DATA / f"state-{name}", workers)
+            extra = "" if base is None else f"{(total - base) / MIB:,.0f}"
+            base = total if base is None else base
+            print(f"| {workers} | {total / MIB:,.0f} | {extra} |")
 
 
 def generate(name: str) -> Path:
@@ -183,13 +183,13 @@ def server_pss(folder: Path, data_dir: Path, workers: int) -> int:
                 time.sleep(0.2)
         # Each worker answers /readyz on its own; give the others time to map the snapshot.
         time.sleep(3)
-        return sum(_pss(pid) for pid in _tree(server.pid))
+        return sum(pss(pid) for pid in process_tree(server.pid))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
 
 
-def _tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[int]:
     pids = [root]
     for pid in pids:
         children = Path(f"/proc/{pid}/task/{pid}/children")
@@ -198,7 +198,7 @@ def _tree(root: int) -> list[int]:
     return pids
 
 
-def _pss(pid: int) -> int:
+def pss(pid: int) -> int:
     try:
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:

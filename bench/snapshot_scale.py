@@ -1,0 +1,310 @@
+"""Build once, serve many at MovieLens-25M size: each target measured in one run, as a table.
+
+Usage: python bench/snapshot_scale.py [--size 25M] [--users 1000] [--source ZIP]
+
+On the seeded synthetic set (bench/synth.py, generated once under data/bench/):
+  build     `movierec build` from CSV to a complete snapshot: wall time, peak memory (the
+            child's maximum resident set) and the build's own table of fits
+  serve     `movierec serve` with 2 workers on that snapshot: seconds from the command until
+            every algorithm answers on every worker, then the PSS of the whole server
+  latency   the default algorithm over HTTP for random users, n=10, one request at a time,
+            the answer cache off
+  original  `original` over HTTP while a server without a snapshot builds one in the
+            background, against the same server once that build has been swapped in
+and on ml-latest-small (--source) the default algorithm's nDCG@10, random split, seed 42.
+The figures are medians and percentiles of one run on a shared machine: compare them with
+each other rather than across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from http_load import SINGLE_THREADED, Server
+from scale import GIB, ROOT, generate, machine, process_tree, pss
+
+WORKERS = 2
+TARGETS = {
+    "build": 300.0,
+    "build_peak": 4 * GIB,
+    "ready": 2.0,
+    "p50": 5.0,
+    "p99": 30.0,
+    "pss": 2.5 * GIB,
+    "background": 2.0,
+    "ndcg": 0.31,
+}
+
+
+class Serving(Server):
+    """`movierec serve` on a release, 2 workers, the answer cache off; started, not waited for."""
+
+    def __init__(self, folder: Path, data_dir: Path) -> None:
+        self.started = time.monotonic()
+        super().__init__(
+            {
+                "MOVIELENS_SOURCE": str(folder),
+                "DATA_DIR": str(data_dir),
+                "WORKERS": str(WORKERS),
+                "RESULT_CACHE": "0",
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "app", "serve"]
+
+    def ready(self) -> bool:
+        return True  # the measurements below wait for what each needs
+
+    def get(self, path: str) -> Any:
+        """JSON from a fresh connection, so that either worker may answer."""
+        with urllib.request.urlopen(self.url(path), timeout=10) as answer:
+            return json.load(answer)
+
+    def availability(self) -> dict[str, str]:
+        """Each algorithm's availability as the worker that answers sees it."""
+        listed = self.get("/api/algorithms")["algorithms"]
+        return {a["name"]: a["availability"] for a in listed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="25M", help="synthetic size (bench/scale.py SIZES)")
+    parser.add_argument("--users", type=int, default=1000, help="random users to time")
+    parser.add_argument("--source", default=str(ROOT.parent / "shared/data/ml-latest-small.zip"))
+    options = parser.parse_args()
+    folder = generate(options.size)
+    print(f"# Build once, serve many: {options.size} synthetic ratings, {machine()}\n")
+    rows: list[tuple[str, str, str, bool]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-snapshot-") as scratch:
+        built = Path(scratch) / "built"
+        seconds, peak, table = build(folder, built)
+        print(table)
+        rows.append(
+            (
+                "`movierec build`, CSV to complete snapshot",
+                "<= 5 min",
+                f"{seconds:.0f} s",
+                seconds <= TARGETS["build"],
+            )
+        )
+        rows.append(
+            (
+                "peak memory during build",
+                "<= 4 GiB",
+                f"{peak / GIB:.2f} GiB",
+                peak <= TARGETS["build_peak"],
+            )
+        )
+        with Serving(folder, built) as server:
+            ready = until_every_algorithm_serves(server)
+            default = server.get("/api/algorithms")["default"]
+            rows.append(
+                (
+                    f"serve from the snapshot to every algorithm ready, {WORKERS} workers",
+                    "<= 2 s",
+                    f"{ready:.2f} s",
+                    ready <= TARGETS["ready"],
+                )
+            )
+            rows.append(("default algorithm", "ease (capped)", default, default == "ease"))
+            times = latencies(server, options.users, "")
+            p50, p99 = percentile(times, 50), percentile(times, 99)
+            rows.append(
+                (
+                    f"default latency, {options.users:,} random users, n=10",
+                    "p50 <= 5 ms, p99 <= 30 ms",
+                    f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+                    p50 <= TARGETS["p50"] and p99 <= TARGETS["p99"],
+                )
+            )
+            total = sum(pss(pid) for pid in process_tree(server.process.pid))
+            rows.append(
+                (
+                    f"PSS of the server, {WORKERS} workers, ready",
+                    "<= 2.5 GiB",
+                    f"{total / GIB:.2f} GiB",
+                    total <= TARGETS["pss"],
+                )
+            )
+        shutil.rmtree(built)
+        during, idle = original_during_a_build(folder, Path(scratch) / "fresh", options.users)
+        if len(during) >= 20:
+            ratio = percentile(during, 99) / percentile(idle, 99)
+            measured = (
+                f"{percentile(during, 99):.1f} / {percentile(idle, 99):.1f} ms = {ratio:.2f}x"
+            )
+        else:
+            ratio, measured = 0.0, f"the build took too little time to sample ({len(during)})"
+        rows.append(
+            (
+                "`original` p99 during a background build / idle",
+                "<= 2x",
+                measured,
+                ratio <= TARGETS["background"],
+            )
+        )
+    if Path(options.source).is_file():
+        ndcg = default_ndcg(Path(options.source))
+        rows.append(
+            (
+                "ml-latest-small default nDCG@10 (random, seed 42)",
+                ">= 0.31",
+                f"{ndcg:.4f}",
+                ndcg >= TARGETS["ndcg"],
+            )
+        )
+    else:
+        print(f"(no {options.source}: the nDCG row is left out)")
+    print("\n| what | target | measured | met |\n|---|---|---|---|")
+    for what, target, measured, met in rows:
+        print(f"| {what} | {target} | {measured} | {'yes' if met else '**no**'} |")
+
+
+def build(folder: Path, data_dir: Path) -> tuple[float, int, str]:
+    """`movierec build` in a child process: wall seconds, its peak RSS and its summary table."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "build", "--source", str(folder)],
+        cwd=ROOT,
+        env={**os.environ, "DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    if done.returncode:
+        raise SystemExit(f"movierec build failed:\n{done.stderr[-2000:]}")
+    # The largest resident set of any child waited for: the build is the first.
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return seconds, peak, done.stdout.strip()
+
+
+def until_every_algorithm_serves(server: Serving, in_a_row: int = 10) -> float:
+    """Seconds from the command until `in_a_row` fresh connections all find every one served."""
+    streak_started: float | None = None
+    streak = 0
+    deadline = server.started + 300
+    while time.monotonic() < deadline:
+        asked = time.monotonic()
+        try:
+            served = all(a == "ready" for a in server.availability().values())
+        except (OSError, ValueError, urllib.error.HTTPError):
+            served = False
+        if served:
+            streak_started = asked if streak == 0 else streak_started
+            streak += 1
+            if streak >= in_a_row and streak_started is not None:
+                return streak_started - server.started
+        else:
+            streak = 0
+        time.sleep(0.02)
+    raise SystemExit("the algorithms were not all served within 300 s")
+
+
+def latencies(
+    server: Serving,
+    users: int,
+    algorithm: str,
+    pause: float = 0.0,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> list[float]:
+    """Milliseconds per recommendation for random users (seeded), one at a time."""
+    low, high = server.get("/api/status")["user_id_range"]
+    chosen = random.Random(0).sample(range(low, high + 1), users + 50)
+    query = "n=10" + (f"&algorithm={algorithm}" if algorithm else "")
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    times: list[float] = []
+    for position, user in enumerate(chosen):
+        if position >= 50 and not keep_going():
+            break
+        started = time.perf_counter()
+        connection.request("GET", f"/api/users/{user}/recommendations?{query}")
+        answer = connection.getresponse()
+        answer.read()
+        if answer.status != 200:
+            raise SystemExit(f"user {user}: HTTP {answer.status}")
+        if position >= 50:  # the first answers warm the connection and the caches up
+            times.append((time.perf_counter() - started) * 1000)
+        time.sleep(pause)
+    connection.close()
+    return times
+
+
+def original_during_a_build(
+    folder: Path, data_dir: Path, users: int
+) -> tuple[list[float], list[float]]:
+    """`original` latencies while the server builds its snapshot, then once it serves it."""
+    with Serving(folder, data_dir) as server:
+        while True:
+            try:
+                if server.availability().get("original") == "ready":
+                    break
+            except (OSError, ValueError, urllib.error.HTTPError):
+                pass
+            time.sleep(0.2)
+
+        def building() -> bool:
+            return "preparing" in server.availability().values()
+
+        # Spread over the build rather than crowded into its first seconds.
+        during = latencies(server, users, "original", pause=0.1, keep_going=building)
+        if building():
+            print("  (the build outlasted the sampling; waiting for it to finish)")
+        while building():
+            time.sleep(1)
+        idle = latencies(server, users, "original", pause=0.1)
+    print(f"  original: {len(during)} answers during the build, {len(idle)} after it")
+    return during, idle
+
+
+def default_ndcg(source: Path) -> float:
+    """The default algorithm's nDCG@10 on the random split, by `movierec evaluate`."""
+    with tempfile.TemporaryDirectory(prefix="bench-ndcg-") as data_dir:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "evaluate",
+                "--split",
+                "random",
+                "--source",
+                str(source),
+                "--algorithms",
+                "ease",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **SINGLE_THREADED, "DATA_DIR": data_dir},
+            capture_output=True,
+            check=True,
+        )
+        report = json.loads((Path(data_dir) / "evaluation" / "latest.json").read_text())
+    results = report["splits"][0]["results"]
+    return next(r["ndcg"] for r in results if r["algorithm"] == "ease" and not r["params"])
+
+
+def percentile(values: list[float], share: int) -> float:
+    """The `share`th percentile, 1 to 99 (inclusive method)."""
+    return statistics.quantiles(values, n=100, method="inclusive")[share - 1]
+
+
+if __name__ == "__main__":
+    main()

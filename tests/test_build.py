@@ -22,6 +22,7 @@ from app.config import ALL_ALGORITHMS, Settings
 from app.engine import Availability, Service
 from app.engine.build import build_snapshot, new_algorithm, read_manifest
 from app.recommender import ALGORITHMS
+from tests.conftest import TINY_MOVIES, TINY_RATINGS, make_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +66,44 @@ async def test_a_server_on_a_complete_snapshot_fits_nothing(every: Settings) -> 
             mapped = (await service.recommend(1, n=3, k=2, algorithm=name)).value
             assert mapped == expected, name
         await service.stop()
+
+
+async def test_a_snapshot_built_from_new_data_is_switched_to_without_a_restart(
+    every: Settings, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(build_snapshot, every, list(ALGORITHMS), None, quiet)
+    service = Service(every)
+    await service.engine.build()
+    before = service.status
+    first = (await service.recommend(1, n=3, k=2, algorithm="popularity")).value
+    # A build job elsewhere publishes the same release from a new download: user 5 joins
+    # and makes film 60, unrated so far, the most rated.
+    newer = tmp_path / "newer" / "ml-tiny.zip"
+    newer.parent.mkdir()
+    extra = "".join(f"{user},60,4.5,964990000\n" for user in (2, 3, 4, 5))
+    newer.write_bytes(
+        make_zip(
+            {
+                "ratings.csv": TINY_RATINGS + extra + "5,10,4.0,964990001\n",
+                "movies.csv": TINY_MOVIES,
+            }
+        )
+    )
+    await asyncio.to_thread(
+        build_snapshot, every.replace(source=str(newer)), list(ALGORITHMS), None, quiet
+    )
+    deadline = time.monotonic() + 10
+    while service.status.snapshot_id == before.snapshot_id:
+        assert time.monotonic() < deadline, "the server did not switch"
+        await asyncio.sleep(0.1)
+    after = service.status
+    assert (after.ratings, after.users) == (before.ratings + 5, before.users + 1)
+    assert after.user_id_range == (1, 5)
+    assert after.snapshot_algorithms == tuple(ALGORITHMS)
+    again = (await service.recommend(1, n=3, k=2, algorithm="popularity")).value
+    assert 60 not in [m.movie_id for m in first.movies] and again.movies[0].movie_id == 60
+    assert service.engine.fits_run == 0
+    await service.stop()
 
 
 async def test_without_a_complete_snapshot_a_child_process_builds_one(every: Settings) -> None:

@@ -296,7 +296,10 @@ class Engine:
         current = _identity(model.path)
         if current is None or current == self._mapped:
             return
-        expect = {"model_version": MODEL_VERSION, "source": model.manifest.source}
+        # Any intact snapshot of this release in this format will do, whatever download it
+        # was built from: the build job that wrote it is the authority on the data (a new
+        # ml-latest, a corrected zip), and the replicas follow it without a restart.
+        expect = {"model_version": MODEL_VERSION}
         try:
             newer = await asyncio.to_thread(map_snapshot, self.settings, model.path, expect)
         except SnapshotError as exc:
@@ -305,13 +308,14 @@ class Engine:
             return
         assert newer.manifest is not None
         log.info(
-            "Switched to snapshot %s (built %s): %s",
+            "Switched to snapshot %s (built %s%s): %s",
             newer.manifest.build_id,
             newer.manifest.built_at,
+            "" if newer.manifest.source == model.manifest.source else ", from new data",
             ", ".join(newer.algorithms),
         )
         self._swap(newer)
-        self._status = dataclasses.replace(self._status, **_snapshot_fields(newer))
+        self._status = dataclasses.replace(self._status, **_model_fields(newer))
 
     async def fits_done(self, timeout: float = 300.0) -> None:
         """Wait until every enabled algorithm is ready or left out (else TimeoutError)."""
@@ -474,16 +478,8 @@ class Engine:
 
     def _ready(self, model: Model, elapsed: float) -> None:
         matrix = model.matrix
-        ids = matrix.user_ids
         self._status = Status(
-            State.READY,
-            "ready",
-            users=matrix.n_users,
-            movies=matrix.n_items,
-            ratings=matrix.nnz,
-            user_id_range=(int(ids[0]), int(ids[-1])),
-            seconds_to_ready=elapsed,
-            **_snapshot_fields(model),
+            State.READY, "ready", seconds_to_ready=elapsed, **_model_fields(model)
         )
         log.info(
             "Model ready in %.2fs (%s): %d users, %d movies, %d ratings",
@@ -513,12 +509,21 @@ def _identity(path: Path | None) -> tuple[int, int] | None:
     return info.st_ino, info.st_mtime_ns
 
 
-def _snapshot_fields(model: Model) -> dict[str, Any]:
-    """The Status fields that describe the snapshot a model was mapped from."""
+def _model_fields(model: Model) -> dict[str, Any]:
+    """The Status fields that describe a model: its size and the snapshot it was mapped from."""
+    matrix = model.matrix
+    ids = matrix.user_ids
+    sizes = {
+        "users": matrix.n_users,
+        "movies": matrix.n_items,
+        "ratings": matrix.nnz,
+        "user_id_range": (int(ids[0]), int(ids[-1])),
+    }
     manifest = model.manifest
     if manifest is None:
-        return {"snapshot_id": "", "built_at": "", "snapshot_algorithms": ()}
+        return {**sizes, "snapshot_id": "", "built_at": "", "snapshot_algorithms": ()}
     return {
+        **sizes,
         "snapshot_id": manifest.build_id,
         "built_at": manifest.built_at,
         "snapshot_algorithms": tuple(fit.name for fit in manifest.fits if not fit.reason),

@@ -214,8 +214,22 @@ def _map_or_build(
     def enter(phase: str) -> None:
         report(phase, 0, None)
 
+    # A current snapshot is mapped without waiting for the lock, so that workers starting
+    # together check its arrays side by side rather than in turn: it is only ever replaced by
+    # a rename, so each maps a complete file. The lock is for building one, and for clearing
+    # what an interrupted build left (only when nobody is building).
+    guard = path.with_name(f".{path.name}.lock")
+    try:
+        model = map_snapshot(settings, path, expect)
+    except snapshot.SnapshotError:
+        pass
+    else:
+        with lock.held_if_free(guard) as free:
+            if free:
+                _clean_leftovers(path)
+        return model
     with lock.held(
-        path.with_name(f".{path.name}.lock"),
+        guard,
         lambda: enter("waiting for another worker's model"),
         stopping,
     ):

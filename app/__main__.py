@@ -12,18 +12,7 @@ from pathlib import Path
 
 from app import logs, metrics
 from app.config import ConfigError, Settings
-from app.data.movielens import DatasetError
 from app.engine import check_algorithms
-from app.engine.build import (
-    build_snapshot,
-    enabled_algorithms,
-    estimate_fits,
-    estimates_table,
-    manifest_table,
-)
-from app.engine.policy import VISITOR_POLICY
-from app.evaluation.command import SPLITS, Options, candidates, run
-from app.evaluation.report import ProgressBar
 from app.server import (
     hypercorn_config,
     raise_file_limit,
@@ -32,6 +21,8 @@ from app.server import (
 )
 
 COMMANDS = ("serve", "build", "evaluate")
+# Only what `serve` needs is imported above: its supervisor starts the workers sooner. The
+# build and the evaluation import theirs when they run (pandas among them).
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in (*COMMANDS, "-h", "--help"):
         args.insert(0, "serve")
-    parser = _parser()
+    parser = _parser(args[0])
     options = parser.parse_args(args)
     # Flags override the environment and go through the same parsers, so they are checked alike.
     if options.command in ("evaluate", "build"):
@@ -85,6 +76,16 @@ def serve(settings: Settings) -> int:
 
 def build(settings: Settings, options: argparse.Namespace) -> int:
     """Fit every enabled algorithm and write one complete snapshot; print what it holds."""
+    from app.data.movielens import DatasetError
+    from app.engine.build import (
+        build_snapshot,
+        enabled_algorithms,
+        estimate_fits,
+        estimates_table,
+        manifest_table,
+    )
+    from app.evaluation.report import ProgressBar
+
     # A server's background build logs into the server's log, in the same format.
     logs.configure(settings.log_level, settings.log_format, "%(levelname)s %(name)s: %(message)s")
     names = enabled_algorithms(settings)
@@ -110,6 +111,10 @@ def evaluate(
     settings: Settings, options: argparse.Namespace, parser: argparse.ArgumentParser
 ) -> int:
     """Run the offline evaluation and print its table; reports go to --out."""
+    from app.data.movielens import DatasetError
+    from app.engine.policy import VISITOR_POLICY
+    from app.evaluation.command import Options, candidates, run
+
     algorithms = tuple(name.strip() for name in options.algorithms.split(",") if name.strip())
     algorithms = algorithms or Options().algorithms
     try:
@@ -140,7 +145,8 @@ def evaluate(
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str) -> argparse.ArgumentParser:
+    """The command line; the evaluation's options only when `command` is evaluate."""
     parser = argparse.ArgumentParser(prog="movierec", description="MovieLens recommendations.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve the web app and API (the default)")
@@ -165,10 +171,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     build_cmd.add_argument("--source", help="dataset source (env MOVIELENS_SOURCE)")
 
-    defaults = Options()
     evaluate_cmd = commands.add_parser(
         "evaluate", help="offline evaluation of the algorithms; writes latest.json and latest.md"
     )
+    if command == "evaluate":
+        _evaluate_arguments(evaluate_cmd)
+    return parser
+
+
+def _evaluate_arguments(evaluate_cmd: argparse.ArgumentParser) -> None:
+    from app.evaluation.command import SPLITS, Options
+
+    defaults = Options()
     evaluate_cmd.add_argument(
         "--split",
         choices=SPLITS,
@@ -200,7 +214,6 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="folder for latest.json and latest.md (DATA_DIR/evaluation)"
     )
     evaluate_cmd.add_argument("--source", help="dataset source (env MOVIELENS_SOURCE)")
-    return parser
 
 
 if __name__ == "__main__":

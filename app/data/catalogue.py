@@ -8,9 +8,12 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is loaded only where CSV files are read
+    import pandas as pd
 
 NO_YEAR = -1
 NO_LINK = -1

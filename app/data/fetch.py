@@ -21,13 +21,15 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from app.config import RELEASES, Settings, release_url
 from app.data import lock
 from app.data.movielens import LAYOUTS, DatasetError, expected_files
+
+if TYPE_CHECKING:  # aiohttp is loaded only when something is downloaded
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +237,8 @@ def _clean_leftovers(data_dir: Path, name: str) -> None:
 
 async def _download(url: str, dest: Path, settings: Settings, report: ProgressCallback) -> _Digests:
     """Download `url` to `dest` with retries and backoff, verifying size, checksum and format."""
+    import aiohttp
+
     timeout = aiohttp.ClientTimeout(
         total=None,
         connect=settings.download_timeout,
@@ -278,6 +282,8 @@ async def _download_once(
     settings: Settings,
     report: ProgressCallback,
 ) -> _Digests:
+    import aiohttp
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
     md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
@@ -336,6 +342,8 @@ async def _download_once(
 
 async def _published_md5(session: aiohttp.ClientSession, url: str) -> str:
     """The MD5 that the publisher lists next to the zip (`<url>.md5`), or '' if there is none."""
+    import aiohttp
+
     try:
         async with session.get(url + ".md5") as response:
             if response.status != 200:
@@ -348,6 +356,8 @@ async def _published_md5(session: aiohttp.ClientSession, url: str) -> str:
 
 
 def _describe_network_error(exc: BaseException) -> str:
+    import aiohttp
+
     if isinstance(exc, asyncio.TimeoutError):
         return "the server did not answer in time"
     if isinstance(exc, aiohttp.ClientPayloadError):

@@ -24,10 +24,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where files are read, so serving from a snapshot
+    import pandas as pd  # never loads it (a fifth of a second of every start)
 
 RATINGS_FILE = "ratings.csv"
 MOVIES_FILE = "movies.csv"
@@ -143,6 +145,8 @@ def _read_links(path: Path) -> pd.DataFrame:
 
     Links are a nicety: a missing or malformed file costs the links, never the dataset.
     """
+    import pandas as pd
+
     empty = pd.DataFrame(
         {"imdb_id": pd.array([], dtype="Int64"), "tmdb_id": pd.array([], dtype="Int64")},
         index=pd.Index([], dtype=np.int64, name="movie_id"),
@@ -201,6 +205,8 @@ def _read_ratings_table(
     **options: Any,
 ) -> pd.DataFrame:
     """Read with compact dtypes: int32 ids (int64 if they do not fit), float32 ratings."""
+    import pandas as pd
+
     labels = names if names is not None else list(usecols)
     kinds = ["user", "movie", "rating", "timestamp"]
 
@@ -235,6 +241,8 @@ def _read_ratings_table(
 
 
 def _check_header(path: Path, columns: dict[str, str]) -> None:
+    import pandas as pd
+
     try:
         header = pd.read_csv(path, nrows=0, encoding="utf-8").columns
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -248,6 +256,8 @@ def _check_header(path: Path, columns: dict[str, str]) -> None:
 
 
 def _read_csv_movies(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     _check_header(path, MOVIES_COLUMNS)
     try:
         frame = pd.read_csv(
@@ -262,6 +272,8 @@ def _read_csv_movies(path: Path) -> pd.DataFrame:
 
 
 def _read_dat_movies(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     # "MovieID::Title::Genres"; titles may hold single colons, quotes and commas, so split
     # each line on the separator itself (a few thousand lines: plain Python is quick).
     rows = [line.split("::", 2) for line in _read_text(path).splitlines() if line.strip()]
@@ -275,6 +287,8 @@ def _read_dat_movies(path: Path) -> pd.DataFrame:
 
 
 def _read_uitem_movies(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     # "movie id | movie title | release date | video release date | IMDb URL | 19 genre flags"
     names = _ml100k_genres(path.with_name("u.genre"))
     rows = [line.split("|") for line in _read_text(path).splitlines() if line.strip()]
@@ -325,6 +339,8 @@ def _read_text(path: Path) -> str:
 
 
 def _movie_ids(path: Path, ids: Any) -> pd.Series:
+    import pandas as pd
+
     try:
         return pd.Series([int(i) for i in ids], dtype="int64")
     except ValueError as exc:
@@ -381,6 +397,8 @@ def _strictly_increasing(users: np.ndarray, movies: np.ndarray) -> bool:
 
 
 def _tidy_movies(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    import pandas as pd
+
     if frame["movie_id"].isna().any():
         raise DatasetError(f"{name} has a row without a movieId")
     if frame["movie_id"].duplicated().any():

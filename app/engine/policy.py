@@ -9,7 +9,7 @@ default for known users, is as good or better. A known user's page keeps the def
 
 from __future__ import annotations
 
-from app.evaluation.visitor import PolicyStep, policy_step
+from app.evaluation.policy import PolicyStep, policy_step
 from app.recommender import EASE, WeightedUserKNN
 
 VISITOR_POLICY: tuple[PolicyStep, ...] = (

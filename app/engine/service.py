@@ -27,7 +27,6 @@ from app.engine.status import (
     Status,
     UnknownAlgorithm,
 )
-from app.evaluation.report import read_latest
 from app.recommender import Neighbour, UnknownUser
 
 T = TypeVar("T")
@@ -263,6 +262,9 @@ class Service:
 
     async def evaluation(self) -> tuple[dict[str, Any], bool] | None:
         """The latest offline evaluation and whether it ran on this server's data."""
+        # Imported here: the evaluation code loads pandas, which serving does not need.
+        from app.evaluation.report import read_latest
+
         return await asyncio.to_thread(read_latest, self.settings.data_dir / EVALUATION_DIR)
 
     def _visit(self, asked: VisitRequest) -> Visit:

@@ -13,6 +13,7 @@ from typing import TextIO
 from app.config import Settings
 from app.data.fetch import fetch_dataset
 from app.data.movielens import load
+from app.evaluation.policy import PolicyStep
 from app.evaluation.report import ProgressBar, terminal_table, write_reports
 from app.evaluation.run import LIST_LENGTH, Candidate, Evaluation, evaluate
 from app.evaluation.split import (
@@ -24,7 +25,6 @@ from app.evaluation.split import (
 from app.evaluation.visitor import (
     DEFAULT_VISITORS,
     PROFILE_LENGTHS,
-    PolicyStep,
     evaluate_visitors,
 )
 from app.recommender import ALGORITHMS, DEFAULT_ALGORITHM, EASE

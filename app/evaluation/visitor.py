@@ -17,12 +17,13 @@ import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from app.evaluation.metrics import RELEVANT_RATING, UserScores, score_user
+from app.evaluation.policy import PolicyStep, policy_step
 from app.evaluation.split import DEFAULT_FRACTION, random_holdout
 from app.evaluation.starters import STARTER_STRATEGY, STRATEGIES, starter_items
 from app.recommender import Algorithm, Profile, RatingMatrix, TooLarge, create
@@ -41,22 +42,6 @@ Progress = Callable[[str, int, int], None]
 
 def _no_progress(what: str, done: int, total: int) -> None:
     pass
-
-
-class PolicyStep(NamedTuple):
-    """Visitors with fewer than `below` ratings (None: any number) get `algorithm` with `k`."""
-
-    below: int | None
-    algorithm: str
-    k: int | None = None
-
-
-def policy_step(policy: Sequence[PolicyStep], rating_count: int) -> PolicyStep:
-    """The first step whose `below` exceeds `rating_count` (the last step catches the rest)."""
-    for step in policy:
-        if step.below is None or rating_count < step.below:
-            return step
-    return policy[-1]
 
 
 @dataclass(frozen=True)

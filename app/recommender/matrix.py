@@ -7,10 +7,13 @@ MovieLens id order; unrated cells are absent (the original design's 0).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
+
+if TYPE_CHECKING:  # pandas is loaded only where CSV files are read
+    import pandas as pd
 
 INDEX = np.int32
 VALUE = np.float32

@@ -18,6 +18,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def workers_of(supervisor: int) -> set[int]:
+    """The live worker processes of `supervisor` (Linux): the children of its fork server.
+
+    Not multiprocessing's resource tracker, the supervisor's other child.
+    """
+    children: dict[int, list[tuple[int, bytes]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append((int(entry.name), command))
+    servers = [pid for pid, command in children.get(supervisor, []) if b"forkserver" in command]
+    return {pid for server in servers for pid, _ in children.get(server, [])}
+
+
 def free_port() -> int:
     """A port nothing listens on right now."""
     with socket.socket() as probe:
@@ -73,19 +93,8 @@ class Server:
         return self.log.read_text(errors="replace")
 
     def workers(self) -> set[int]:
-        """The worker processes (Linux): the supervisor's children started by spawn."""
-        found = set()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(fields[1]) == self.process.pid and b"spawn_main" in command and fields[0] != "Z":
-                found.add(int(entry.name))
-        return found
+        """The worker processes (Linux), forked by the supervisor's fork server."""
+        return workers_of(self.process.pid)
 
     def stop(self) -> int | None:
         """SIGTERM the group, SIGKILL what is left after 15 s; the supervisor's exit code."""

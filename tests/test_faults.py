@@ -31,6 +31,7 @@ from app.data import snapshot as snapshot_file
 from app.engine import Engine, Service, State
 from app.logs import RepeatLimiter
 from tests.conftest import make_zip
+from tests.live import workers_of
 from tests.tiny import TINY_MOVIES, TINY_RATINGS
 
 pytestmark = pytest.mark.faults
@@ -66,21 +67,6 @@ def post(url: str, timeout: float = 2.0) -> int:
         return int(error.code)
 
 
-def workers_of(pid: int) -> set[int]:
-    """The worker processes `pid` started (Linux), not multiprocessing's resource tracker."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and b"spawn_main" in command and fields[0] != "Z":
-                found.add(int(entry.name))
-    return found
-
-
 def alive(pid: int) -> bool:
     """True while `pid` exists and is not a zombie."""
     try:
@@ -113,8 +99,11 @@ class Server:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def ready(self) -> bool:
-        """True when /readyz answers 200."""
-        return get(self.url("/readyz"))[0] == 200
+        """True when /readyz answers 200 on ten new connections in a row.
+
+        Each new connection may reach either worker, so one answer says nothing of the other.
+        """
+        return all(get(self.url("/readyz"))[0] == 200 for _ in range(10))
 
     def workers(self) -> set[int]:
         """Worker process ids."""
@@ -312,10 +301,15 @@ def test_a_second_crash_keeps_the_healthy_worker_serving(serve: Start, tiny_sour
 def test_a_worker_that_cannot_start_stops_the_server_with_a_clear_line(
     serve, tiny_source: Path, tmp_path: Path
 ) -> None:
-    # Workers are started by multiprocessing's spawn; this site hook makes each one die at once.
+    # Workers are forked by multiprocessing's fork server; this site hook, run as the fork
+    # server starts, makes every process it forks die at once.
     hooks = tmp_path / "hooks"
     hooks.mkdir()
-    hook = "import os, sys\nif 'spawn_main' in ' '.join(sys.orig_argv):\n    os._exit(3)\n"
+    hook = (
+        "import os, sys\n"
+        "if 'forkserver' in ' '.join(sys.orig_argv):\n"
+        "    os.register_at_fork(after_in_child=lambda: os._exit(3))\n"
+    )
     (hooks / "sitecustomize.py").write_text(hook)
     server: Server = serve(tiny_source, PYTHONPATH=str(hooks))
     assert server.process.wait(timeout=60) == 1

@@ -11,6 +11,8 @@ are printed as a table. Everything talks to 127.0.0.1 and is removed afterwards.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import json
 import os
 import re
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -102,12 +105,24 @@ class Cluster:
     """The containers of one test run; every one is removed afterwards."""
 
     volume: str
-    source: str
+    dataset: DatasetServer
     names: list[str] = field(default_factory=list)
     replicas: list[Replica] = field(default_factory=list)
 
-    async def build(self) -> float:
-        """Run the build job (`movierec build`) into the volume; seconds it took."""
+    @property
+    def source(self) -> str:
+        """MOVIELENS_SOURCE of the job and the replicas: the release's URL on 127.0.0.1."""
+        return self.dataset.url(RELEASE_PATH)
+
+    def publish(self, release: bytes) -> None:
+        """Serve `release` at the source URL from now on (a new download of the release)."""
+        self.dataset.serve_bytes(RELEASE_PATH, release)
+
+    async def build(self, *env: str) -> float:
+        """Run the build job (`movierec build`) into the volume; seconds it took.
+
+        `env` adds NAME=value settings, such as the checksum of a new download.
+        """
         name = f"movierec-cluster-build-{uuid.uuid4().hex[:8]}"
         self.names.append(name)
         started = time.perf_counter()
@@ -124,6 +139,7 @@ class Cluster:
             f"{self.volume}:/app/data",
             "--env",
             f"MOVIELENS_SOURCE={self.source}",
+            *(part for setting in env for part in ("--env", setting)),
             IMAGE,
             "python",
             "-m",
@@ -173,8 +189,8 @@ class Cluster:
 @pytest.fixture
 async def cluster(volume: str, dataset_server: DatasetServer) -> AsyncIterator[Cluster]:
     """The build job and replicas on `volume`, ml-latest-small served from 127.0.0.1."""
-    source = dataset_server.serve_bytes("/ml-latest-small.zip", require_real_zip().read_bytes())
-    cluster = Cluster(volume, source)
+    cluster = Cluster(volume, dataset_server)
+    cluster.publish(require_real_zip().read_bytes())
     try:
         yield cluster
     finally:
@@ -187,6 +203,13 @@ class Nginx:
 
     port: int
     folder: Path
+
+    def errors(self) -> str:
+        """The end of nginx's error log, to show with a failure."""
+        try:
+            return (self.folder / "error.log").read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
 
     def url(self, path: str) -> str:
         """Absolute URL of `path` through nginx."""
@@ -374,6 +397,9 @@ CASES = [
     "/api/users/99/recommendations?n=10&algorithm=userknn-weighted",
     "/api/users/5/recommendations?n=10&algorithm=popularity",
 ]
+RELEASE_PATH = "/ml-latest-small.zip"
+# The film whose ratings the newer download leaves out: Forrest Gump, the most rated.
+NEWER_DROPS = 356
 VISITOR = {"ratings": [{"movie_id": 1, "rating": 4.5}, {"movie_id": 2571, "rating": 5}]}
 
 
@@ -421,6 +447,19 @@ async def test_three_replicas_behind_nginx(
         client = single_app.test_client()
         expected = {path: await (await client.get(path)).get_json() for path in CASES}
         visitor = await (await client.post("/api/recommendations?n=10", json=VISITOR)).get_json()
+    # The data the build job publishes later, mid-load: a new download of the release, here
+    # without the most rated film's ratings, and what one server answers from it.
+    newer_zip = tmp_path / "newer" / "ml-latest-small.zip"
+    newer_zip.parent.mkdir()
+    newer_zip.write_bytes(without_film(require_real_zip().read_bytes(), NEWER_DROPS))
+    newer = create_app(Settings(source=str(newer_zip), data_dir=tmp_path / "newer-single"))
+    async with newer.test_app() as newer_app:
+        await wait_until_settled(newer, timeout=60)
+        await asyncio.wait_for(newer.extensions["service"].fits_done(), 180)
+        client = newer_app.test_client()
+        expected_newer = {path: await (await client.get(path)).get_json() for path in CASES}
+        newer_ratings = (await (await client.get("/api/status")).get_json())["ratings"]
+    assert expected_newer != expected
 
     # Three replicas map the snapshot read-only: ready without fitting anything.
     replicas = [await cluster.start_replica() for _ in range(REPLICAS)]
@@ -477,17 +516,25 @@ async def test_three_replicas_behind_nginx(
     )
     note("load 1 share per replica (web1 killed, web2 restarted)", shares(share))
     assert load.requests > 0
-    assert load.failed == 0, load
+    # Every request that reached a replica able to answer got its answer; nginx retried the
+    # rest elsewhere. The one thing it cannot retry is an answer a replica was killed in the
+    # middle of sending (its headers already passed on): that client's connection is cut.
+    # That happens at most once per kill, and rarely (1 run in 2 here).
+    assert load.failed - load.socket_errors == 0, load
+    assert load.socket_errors <= 1, (load, nginx.errors())
     assert all(share[addr] > 0.05 for addr in addresses), share
 
-    # A new snapshot published mid-load: the build job again, into the same volume. The
-    # volume's folder on the host shows when its rename puts the new file in place.
+    # A new snapshot published mid-load: the build job again, into the same volume, from a
+    # new download of the release (at the same URL, so its checksum tells the job to fetch
+    # it again). The volume's folder on the host shows when the rename puts the file in place.
+    cluster.publish(newer_zip.read_bytes())
+    checksum = f"MOVIELENS_CHECKSUM=sha256:{hashlib.sha256(newer_zip.read_bytes()).hexdigest()}"
     folder = (await podman("volume", "inspect", "--format", "{{.Mountpoint}}", cluster.volume)).out
     snapshot_file = Path(folder) / "snapshots" / "ml-latest-small.snapshot"
     first_file = identity(snapshot_file)
     async with Wrk(nginx, SWITCH_LOAD_SECONDS) as wrk:
         await asyncio.sleep(3)
-        rebuild = asyncio.create_task(cluster.build())
+        rebuild = asyncio.create_task(cluster.build(checksum))
         switched: dict[str, float] = {}
         renamed = 0.0
         deadline = time.perf_counter() + SWITCH_LOAD_SECONDS - 10
@@ -524,24 +571,42 @@ async def test_three_replicas_behind_nginx(
         shares({a: load2.replicas[a] / max(load2.requests, 1) for a in addresses}),
     )
     assert len(set(new_ids)) == 1 and new_ids[0] not in ("", first_ids[0]), new_ids
-    assert load2.failed == 0, load2
+    assert load2.failed == 0, (load2, nginx.errors())
 
-    # Afterwards every answer comes from the new snapshot, and it is still the same model.
+    # Afterwards every answer comes from the new snapshot: its data, its answers.
     by_replica: Counter[str] = Counter()
     for _ in range(6 * REPLICAS):
         status, by, body = await nginx.get("/api/status")
         assert status == 200
         assert json.loads(body)["snapshot_id"] == new_ids[0]
+        assert json.loads(body)["ratings"] == newer_ratings
         by_replica[by] += 1
     assert set(by_replica) == set(addresses), by_replica
-    for path, answer in expected.items():
-        status, _, body = await nginx.get(path)
-        assert status == 200 and json.loads(body) == answer, path
+    for path, answer in expected_newer.items():
+        for _ in range(REPLICAS):
+            status, _, body = await nginx.get(path)
+            assert status == 200 and json.loads(body) == answer, path
 
     with capsys.disabled():
         print("\n\n  | figure | value |\n  |---|---|")
         for what, value in figures:
             print(f"  | {what} | {value} |")
+
+
+def without_film(release: bytes, film: int) -> bytes:
+    """The release zip with every rating of `film` left out of ratings.csv."""
+    source = zipfile.ZipFile(io.BytesIO(release))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            data = source.read(entry)
+            if entry.filename.endswith("/ratings.csv"):
+                lines = data.decode().splitlines(keepends=True)
+                data = "".join(
+                    line for line in lines if line.split(",")[1:2] != [str(film)]
+                ).encode()
+            target.writestr(entry.filename, data)
+    return out.getvalue()
 
 
 def identity(path: Path) -> tuple[int, int] | None:

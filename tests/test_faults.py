@@ -31,7 +31,7 @@ from app.data import snapshot as snapshot_file
 from app.engine import Engine, Service, State
 from app.logs import RepeatLimiter
 from tests.conftest import make_zip
-from tests.live import workers_of
+from tests.live import wait_for, workers_of
 from tests.tiny import TINY_MOVIES, TINY_RATINGS
 
 pytestmark = pytest.mark.faults
@@ -74,16 +74,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def wait_for(condition: Callable[[], object], timeout: float, step: float = 0.1) -> bool:
-    """Poll `condition()` until it is true or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return False
 
 
 @dataclasses.dataclass

@@ -96,8 +96,9 @@ async def serve_until_signalled(
 # A client that has taken no byte of an answer for this long is dropped: one that never reads
 # would otherwise hold its connection, the buffers and, at the end, the shutdown.
 WRITE_TIMEOUT = 5.0
-# The same once the worker is stopping, so that it stops well within GRACEFUL_TIMEOUT.
-WRITE_TIMEOUT_STOPPING = 1.0
+# The same once the worker is stopping, so that it stops well within GRACEFUL_TIMEOUT; long
+# enough that a client reading slowly (a phone on a poor network) still gets the whole answer.
+WRITE_TIMEOUT_STOPPING = 2.0
 # Seconds a request body may take to arrive (Quart's default is 60): slow bodies hold a file each.
 BODY_TIMEOUT = 20
 # Open files kept back from connections: a burst of accepts (up to Hypercorn's backlog, 100)
@@ -217,11 +218,19 @@ class _GuardedConnection(TCPServer):
         reads nothing, so each drain may end quickly while the client takes no byte at all.
         """
         while True:
-            try:
-                await asyncio.wait_for(self.writer.drain(), 1.0)
+            transport = self.writer.transport
+            if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
+                # Not paused: drain() returns without yielding, as in Hypercorn's own send, so
+                # what the protocol sends next (an HTTP/2 stream's end) keeps its order with the
+                # events that may close the connection once it is idle.
+                await self.writer.drain()
                 drained = True
-            except TimeoutError:
-                drained = False
+            else:
+                try:
+                    await asyncio.wait_for(self.writer.drain(), 1.0)
+                    drained = True
+                except TimeoutError:
+                    drained = False
             stalled = self._stalled_for()
             stopping = self.context.terminated.is_set()
             if stalled >= (WRITE_TIMEOUT_STOPPING if stopping else WRITE_TIMEOUT):
@@ -243,7 +252,8 @@ class _GuardedConnection(TCPServer):
         """Bytes the client has not acknowledged: in asyncio's buffer and the kernel's queue."""
         unsent = self.writer.transport.get_write_buffer_size()
         sock = self.writer.get_extra_info("socket")
-        with contextlib.suppress(OSError, AttributeError):
+        # ValueError: the socket is already closed (its descriptor is -1).
+        with contextlib.suppress(OSError, AttributeError, ValueError):
             (queued,) = struct.unpack("i", fcntl.ioctl(sock.fileno(), SIOCOUTQ, b"\0" * 4))
             unsent += queued
         return unsent

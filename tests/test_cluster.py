@@ -302,6 +302,7 @@ class Load:
     replicas: Counter[str] = field(default_factory=Counter)
     retried: int = 0
     latency: str = ""
+    errors: str = ""  # wrk's line of socket errors by kind, when there were any
 
     @property
     def failed(self) -> int:
@@ -326,6 +327,7 @@ class Load:
             r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
         ):
             load.socket_errors = sum(int(n) for n in found.groups())
+            load.errors = found[0]
         for kind, key, count in re.findall(r"^count (\w+) (\S+) (\d+)$", out, re.MULTILINE):
             if kind == "status":
                 load.statuses[key] = int(count)
@@ -516,10 +518,10 @@ async def test_three_replicas_behind_nginx(
     )
     note("load 1 share per replica (web1 killed, web2 restarted)", shares(share))
     assert load.requests > 0
-    # Every request that reached a replica able to answer got its answer; nginx retried the
-    # rest elsewhere. The one thing it cannot retry is an answer a replica was killed in the
-    # middle of sending (its headers already passed on): that client's connection is cut.
-    # That happens at most once per kill, and rarely (1 run in 2 here).
+    # Every request got its answer: nginx retried on another replica what a dead one refused.
+    # In 3 runs of 10 wrk also counted one socket error here, while nginx's error log showed
+    # only refused connections it had retried; until its cause is found one is allowed, and
+    # wrk's line of errors by kind is kept in `load.errors`.
     assert load.failed - load.socket_errors == 0, load
     assert load.socket_errors <= 1, (load, nginx.errors())
     assert all(share[addr] > 0.05 for addr in addresses), share

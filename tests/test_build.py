@@ -4,15 +4,11 @@ newer one while serving."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,6 +19,7 @@ from app.engine import Availability, Service
 from app.engine.build import build_snapshot, new_algorithm, read_manifest
 from app.recommender import ALGORITHMS
 from tests.conftest import TINY_MOVIES, TINY_RATINGS, make_zip
+from tests.live import free_port, get_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,24 +142,6 @@ def test_the_build_command_prints_its_table_and_a_dry_run_fits_nothing(
         "original",
         "ease",
     ]
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def get_json(url: str) -> tuple[int, dict[str, object]]:
-    """Status and JSON body of a GET (status 0 when nothing answered)."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as error:
-        return error.code, {}
-    except OSError:
-        return 0, {}
 
 
 def test_a_new_snapshot_is_picked_up_under_load_without_a_failed_request(

@@ -124,17 +124,10 @@ class Cluster:
         `env` adds NAME=value settings, such as the checksum of a new download.
         """
         name = f"movierec-cluster-build-{uuid.uuid4().hex[:8]}"
-        self.names.append(name)
         started = time.perf_counter()
-        await podman(
-            "run",
-            "--rm",
-            "--name",
+        await self.run(
             name,
-            "--network",
-            "host",
-            "--read-only",
-            "--read-only-tmpfs=false",
+            "--rm",
             "--volume",
             f"{self.volume}:/app/data",
             "--env",
@@ -153,17 +146,10 @@ class Cluster:
         """A replica mapping the volume read-only, as compose.yaml runs it."""
         name = f"movierec-cluster-web{len(self.replicas) + 1}-{uuid.uuid4().hex[:6]}"
         replica = Replica(name, free_port(), time.perf_counter())
-        self.names.append(name)
         self.replicas.append(replica)
-        await podman(
-            "run",
-            "--detach",
-            "--name",
+        await self.run(
             name,
-            "--network",
-            "host",
-            "--read-only",
-            "--read-only-tmpfs=false",
+            "--detach",
             "--cap-drop",
             "ALL",
             "--security-opt",
@@ -179,6 +165,21 @@ class Cluster:
             IMAGE,
         )
         return replica
+
+    async def run(self, name: str, *arguments: str, timeout: float = 60) -> None:
+        """`podman run` of a container named `name`, on the host's network, read-only root."""
+        self.names.append(name)
+        await podman(
+            "run",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "--read-only",
+            "--read-only-tmpfs=false",
+            *arguments,
+            timeout=timeout,
+        )
 
     async def remove(self) -> None:
         """Remove every container this run started."""

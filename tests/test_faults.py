@@ -7,7 +7,6 @@ time and traffic, and stops what it started.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from app.config import Settings
 from app.data import snapshot as snapshot_file
 from app.engine import Engine, Service, State
 from app.logs import RepeatLimiter
+from tests import live
 from tests.conftest import make_zip
 from tests.live import wait_for, workers_of
 from tests.tiny import TINY_MOVIES, TINY_RATINGS
@@ -76,17 +76,8 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-@dataclasses.dataclass
-class Server:
+class Server(live.Server):
     """`python -m app serve` in its own session, on a free port of 127.0.0.1."""
-
-    process: subprocess.Popen[str]
-    port: int
-    log: Path
-
-    def url(self, path: str) -> str:
-        """Absolute URL of `path` on this server."""
-        return f"http://127.0.0.1:{self.port}{path}"
 
     def ready(self) -> bool:
         """True when /readyz answers 200 on ten new connections in a row.
@@ -94,25 +85,6 @@ class Server:
         Each new connection may reach either worker, so one answer says nothing of the other.
         """
         return all(get(self.url("/readyz"))[0] == 200 for _ in range(10))
-
-    def workers(self) -> set[int]:
-        """Worker process ids."""
-        return workers_of(self.process.pid)
-
-    def output(self) -> str:
-        """Everything the server logged so far."""
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> int | None:
-        """SIGTERM the whole group, then SIGKILL what is left; the supervisor's exit code."""
-        if self.process.poll() is None:
-            with_group(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with_group(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        return self.process.returncode
 
 
 def with_group(pid: int, signum: int) -> None:
@@ -253,7 +225,6 @@ def serve(tmp_path: Path) -> Iterator[Start]:
                 env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                text=True,
                 start_new_session=True,
                 preexec_fn=None if open_files is None else limit_open_files(open_files),
             )

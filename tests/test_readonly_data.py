@@ -6,17 +6,12 @@ Kubernetes pod mounts a PersistentVolumeClaim with `readOnly: true`.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,6 +19,7 @@ from app.config import ALL_ALGORITHMS, Settings
 from app.engine.build import build_snapshot
 from app.recommender import ALGORITHMS
 from tests.conftest import IN_CI
+from tests.live import free_port, get_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE_WROTE = 97
@@ -61,24 +57,6 @@ def namespaces() -> list[str]:
             pytest.fail(problem)
         pytest.skip(problem)
     return unshare_command()
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def get_json(url: str) -> tuple[int, Any]:
-    """Status and JSON body of a GET (status 0 when nothing answered)."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as error:
-        return error.code, {}
-    except OSError:
-        return 0, {}
 
 
 def listing(folder: Path) -> dict[str, tuple[int, int]]:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from app.data.errors import DatasetError
+
 if TYPE_CHECKING:  # pandas is imported where files are read, so serving from a snapshot
     import pandas as pd  # never loads it (a fifth of a second of every start)
 
@@ -72,12 +74,6 @@ _TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:[-–]\d{0,4})?
 _DATE_YEAR = re.compile(r"(\d{4})\s*$")
 
 
-class DatasetError(Exception):
-    """The dataset cannot be used; the message says what is wrong, `hint` what to do."""
-
-    hint = "Point MOVIELENS_SOURCE at an intact MovieLens release."
-
-
 @dataclass(frozen=True)
 class Dataset:
     """A loaded release: `ratings` (user_id, movie_id, rating[, timestamp]) and `movies`."""
@@ -117,7 +113,10 @@ def find_release(root: Path) -> tuple[Path, Layout]:
         for layout in LAYOUTS:
             if (folder / layout.ratings_file).is_file() and (folder / layout.movies_file).is_file():
                 return folder, layout
-    raise DatasetError(f"No {expected_files()} found in {root}; is this a MovieLens release?")
+    raise DatasetError(
+        f"No {expected_files()} found in {root}; is this a MovieLens release?",
+        public=f"No {expected_files()} found in MOVIELENS_SOURCE; is it a MovieLens release?",
+    )
 
 
 def expected_files() -> str:

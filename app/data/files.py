@@ -57,11 +57,11 @@ def atomic_write(path: Path, *, durable: bool = False) -> Iterator[Path]:
             _remove(temporary)
 
 
-def clean_leftovers(folder: Path, name: str, what: str) -> None:
+def clean_leftovers(folder: Path, name: str, what: str) -> int:
     """Remove the temporaries an interrupted write of `folder/name*` left (call under its lock).
 
     `what` names them in the log ("snapshot", "download or extraction"). A read-only folder
-    keeps them, with a warning: whoever can write there removes them.
+    keeps them, with a warning: whoever can write there removes them. Returns how many went.
     """
     stem = glob.escape(name)
     leftovers = [
@@ -73,9 +73,10 @@ def clean_leftovers(folder: Path, name: str, what: str) -> None:
             _remove(leftover)
         except OSError as exc:
             log.warning("Leaving the partial %s %s: %s", what, leftover.name, exc.strerror)
-            return
+            return 0
     if leftovers:
         log.warning("Removed %d partial %s file(s) an interrupted write left", len(leftovers), what)
+    return len(leftovers)
 
 
 def _remove(path: Path) -> None:

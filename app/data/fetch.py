@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -92,15 +92,9 @@ def _cache_name(filename: str) -> str:
 
 async def _fetch_url(url: str, settings: Settings, report: ProgressCallback) -> Path:
     name = _cache_name(PurePosixPath(urlsplit(url).path).name)
-    data_dir = settings.data_dir
-    zip_path = data_dir / f"{name}.zip"
-    folder = data_dir / name
-    origin = {"url": url}
-    async with lock.held_async(lock.dataset_lock(data_dir, name), _waiting(report)):
-        clean_leftovers(data_dir, name, LEFTOVERS)
-        if is_cached(folder, origin, settings.checksum):
-            log.info("Using cached dataset in %s (no download)", folder)
-            return folder
+    zip_path = settings.data_dir / f"{name}.zip"
+
+    async def downloaded() -> tuple[Path, Digests]:
         digests = None
         if zip_path.is_file():
             digests = await asyncio.to_thread(verified_zip_digests, zip_path, settings.checksum)
@@ -109,23 +103,16 @@ async def _fetch_url(url: str, settings: Settings, report: ProgressCallback) -> 
                 zip_path.unlink(missing_ok=True)
         if digests is None:
             digests = await _download(url, zip_path, settings, report)
-        report("extracting", 0, None)
-        await asyncio.to_thread(
-            extract, zip_path, folder, origin, digests, settings.max_extract_bytes
-        )
-        return folder
+        return zip_path, digests
+
+    return await _extracted(name, {"url": url}, settings, report, downloaded)
 
 
 async def _fetch_local_zip(path: Path, settings: Settings, report: ProgressCallback) -> Path:
-    name = _cache_name(path.name)
-    folder = settings.data_dir / name
     info = path.stat()
     origin = {"path": str(path.resolve()), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
-    async with lock.held_async(lock.dataset_lock(settings.data_dir, name), _waiting(report)):
-        clean_leftovers(settings.data_dir, name, LEFTOVERS)
-        if is_cached(folder, origin, settings.checksum):
-            log.info("Using cached dataset in %s", folder)
-            return folder
+
+    async def verified() -> tuple[Path, Digests]:
         report("verifying", 0, None)
         digests = await asyncio.to_thread(verified_zip_digests, path, "")
         if digests is None:
@@ -136,8 +123,34 @@ async def _fetch_local_zip(path: Path, settings: Settings, report: ProgressCallb
             )
         if settings.checksum and not digests.matches(settings.checksum):
             raise _checksum_error(str(path), settings.checksum, digests)
+        return path, digests
+
+    return await _extracted(_cache_name(path.name), origin, settings, report, verified)
+
+
+async def _extracted(
+    name: str,
+    origin: dict[str, object],
+    settings: Settings,
+    report: ProgressCallback,
+    get_zip: Callable[[], Awaitable[tuple[Path, Digests]]],
+) -> Path:
+    """DATA_DIR/name, extracted from `get_zip()`'s zip unless a marker says it is already there.
+
+    Under the release's lock, so that workers sharing DATA_DIR fetch and extract it once.
+    """
+    data_dir = settings.data_dir
+    folder = data_dir / name
+    async with lock.held_async(lock.dataset_lock(data_dir, name), _waiting(report)):
+        clean_leftovers(data_dir, name, LEFTOVERS)
+        if is_cached(folder, origin, settings.checksum):
+            log.info("Using cached dataset in %s (no download)", folder)
+            return folder
+        zip_path, digests = await get_zip()
         report("extracting", 0, None)
-        await asyncio.to_thread(extract, path, folder, origin, digests, settings.max_extract_bytes)
+        await asyncio.to_thread(
+            extract, zip_path, folder, origin, digests, settings.max_extract_bytes
+        )
         return folder
 
 

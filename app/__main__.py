@@ -77,14 +77,10 @@ def serve(settings: Settings) -> int:
 def build(settings: Settings, options: argparse.Namespace) -> int:
     """Fit every enabled algorithm and write one complete snapshot; print what it holds."""
     from app.data.movielens import DatasetError
-    from app.engine.build import (
-        build_snapshot,
-        enabled_algorithms,
-        estimate_fits,
-        estimates_table,
-        manifest_table,
-    )
-    from app.evaluation.report import ProgressBar
+    from app.engine.build import build_snapshot, enabled_algorithms
+    from app.engine.estimate import estimate_fits, estimates_table
+    from app.engine.manifest import manifest_table
+    from app.progress import ProgressBar
 
     # A server's background build logs into the server's log, in the same format.
     logs.configure(settings.log_level, settings.log_format, "%(levelname)s %(name)s: %(message)s")

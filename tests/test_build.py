@@ -16,7 +16,8 @@ import pytest
 import app.__main__ as cli
 from app.config import ALL_ALGORITHMS, Settings
 from app.engine import Availability, Service
-from app.engine.build import build_snapshot, new_algorithm, read_manifest
+from app.engine.build import build_snapshot, map_snapshot, new_algorithm
+from app.engine.manifest import Manifest
 from app.recommender import ALGORITHMS
 from tests.conftest import TINY_MOVIES, TINY_RATINGS, make_zip
 from tests.live import free_port, get_json
@@ -26,6 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def quiet(what: str, done: int, total: int | None) -> None:
     """A progress callback that shows nothing."""
+
+
+def read_manifest(settings: Settings, path: Path) -> Manifest:
+    """The manifest of the snapshot at `path`, read as a server maps it."""
+    manifest = map_snapshot(settings, path, {}).manifest
+    assert manifest is not None
+    return manifest
 
 
 @pytest.fixture
@@ -42,7 +50,7 @@ def test_build_writes_every_fitted_algorithm_with_a_manifest(every: Settings) ->
     assert fits["ease"].params["memory_budget"] == every.ease_memory_budget
     assert fits["itemknn"].bytes > 0 and fits["itemknn"].params["neighbours"] == 50
     assert manifest.ratings == 11 and manifest.release == "ml-tiny"
-    written = read_manifest(every.data_dir / "snapshots" / "ml-tiny.snapshot")
+    written = read_manifest(every, every.data_dir / "snapshots" / "ml-tiny.snapshot")
     assert written == manifest
 
 
@@ -132,13 +140,13 @@ def test_the_build_command_prints_its_table_and_a_dry_run_fits_nothing(
     assert cli.main(["build", "--dry-run"]) == 0
     assert "co-rated pairs" in capsys.readouterr().out
     assert not (every.data_dir / "snapshots" / "ml-tiny.snapshot").exists() or (
-        read_manifest(every.data_dir / "snapshots" / "ml-tiny.snapshot").fits == ()
+        read_manifest(every, every.data_dir / "snapshots" / "ml-tiny.snapshot").fits == ()
     )
     out = every.data_dir / "published"
     assert cli.main(["build", "--algorithms", "original,ease", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| ease" in printed and "l2=2500.0" in printed
-    assert [fit.name for fit in read_manifest(out / "ml-tiny.snapshot").fits] == [
+    assert [fit.name for fit in read_manifest(every, out / "ml-tiny.snapshot").fits] == [
         "original",
         "ease",
     ]
@@ -190,7 +198,7 @@ def test_a_new_snapshot_is_picked_up_under_load_without_a_failed_request(
             client.start()
         time.sleep(0.5)
         build_snapshot(every, ["original", "popularity"], None, quiet)
-        after = read_manifest(every.data_dir / "snapshots" / "ml-tiny.snapshot").build_id
+        after = read_manifest(every, every.data_dir / "snapshots" / "ml-tiny.snapshot").build_id
         assert after != before
         # Each new connection may reach either worker: all must serve the new snapshot.
         switched = time.monotonic() + 10

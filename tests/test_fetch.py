@@ -109,14 +109,17 @@ async def test_server_errors_are_retried_with_backoff(
 async def test_timeout_gives_up_after_the_retries(
     settings: Settings, dataset_server: DatasetServer
 ) -> None:
+    released = asyncio.Event()
+
     async def stalls(request: web.Request) -> web.Response:
-        await asyncio.sleep(5)
+        await released.wait()  # no answer until the client has given up
         return web.Response(body=b"late")
 
     url = dataset_server.serve("/ml-tiny.zip", stalls)
     configured = settings.replace(source=url, download_timeout=0.2, download_retries=2)
     with pytest.raises(FetchError, match="after 3 attempt.*did not answer in time"):
         await fetch_dataset(configured)
+    released.set()
     assert dataset_server.hits["/ml-tiny.zip"] == 3
     assert leftovers(settings) == []
 

@@ -43,8 +43,9 @@ def test_stale_metadata_is_refused(path: Path) -> None:
 
 
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(SnapshotError, match="no snapshot"):
+    with pytest.raises(SnapshotError, match="no snapshot") as info:
         snapshot.read(tmp_path / "absent", {})
+    assert str(tmp_path) in str(info.value) and str(tmp_path) not in info.value.public
 
 
 @pytest.mark.parametrize(
@@ -60,8 +61,10 @@ def test_a_missing_file_is_refused(tmp_path: Path) -> None:
 )
 def test_damage_is_detected(path: Path, damage: Callable[[bytes], bytes], message: str) -> None:
     path.write_bytes(damage(path.read_bytes()))
-    with pytest.raises(SnapshotError, match=message):
+    with pytest.raises(SnapshotError, match=message) as info:
         snapshot.read(path, {"version": 1})
+    # Clients read which snapshot, never where the server keeps it.
+    assert message in info.value.public and str(path.parent) not in info.value.public
 
 
 def test_a_failed_write_leaves_the_old_snapshot(

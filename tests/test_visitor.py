@@ -148,7 +148,7 @@ async def test_search_handles_case_accents_articles_and_years(service: Service) 
     assert titles("american president, the") == ["The American President"]  # as MovieLens files it
     assert titles("heat 1995") == ["Heat"] and titles("heat 2001") == []
     assert titles("") == [] and titles("!!!") == []
-    assert [m.movie_id for m in model.popular_movies(3)] == [10, 20, 30]  # 3, 3, 2 ratings
+    assert [m.movie_id for m in model.starter_movies(3)] == [10, 20, 30]  # 3, 3, 2 ratings
 
 
 async def test_starting_from_a_user_copies_their_ratings(service: Service) -> None:

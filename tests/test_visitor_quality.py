@@ -14,7 +14,6 @@ import app.__main__ as cli
 from app.config import ALL_ALGORITHMS, Settings
 from app.engine import Service, VisitRequest
 from app.engine.policy import VISITOR_POLICY, visitor_step
-from app.evaluation.starters import starter_items
 from app.evaluation.visitor import (
     POLICY,
     PolicyStep,
@@ -26,6 +25,7 @@ from app.evaluation.visitor import (
     visitor_holdout,
 )
 from app.recommender import EASE, Profile, RatingMatrix, WeightedUserKNN, create
+from app.recommender.starters import starter_items
 
 from .conftest import parse, texts
 from .tiny import TINY, frame

@@ -19,6 +19,24 @@ from pathlib import Path
 POLL_SECONDS = 0.1
 
 
+def dataset_lock(data_dir: Path, name: str) -> Path:
+    """The lock held while fetching or extracting the release cached as `data_dir/name`."""
+    return data_dir / f".{name}.lock"
+
+
+def snapshot_lock(snapshot: Path) -> Path:
+    """The lock held while writing the snapshot at `snapshot` or clearing what a write left."""
+    return snapshot.with_name(f".{snapshot.name}.lock")
+
+
+def build_turn_lock(snapshot: Path) -> Path:
+    """The lock a worker holds while its child `movierec build` rebuilds `snapshot`.
+
+    Apart from `snapshot_lock`: the child takes that one itself to rename its snapshot.
+    """
+    return snapshot.with_name(f".{snapshot.name}.build")
+
+
 class LockAbandoned(Exception):
     """The server stopped while waiting for another worker to release the lock."""
 

@@ -27,7 +27,6 @@ import struct
 import sys
 import threading
 import time
-import uuid
 import weakref
 import zlib
 from collections.abc import Mapping
@@ -35,6 +34,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from app.data.errors import DatasetError
+from app.data.files import atomic_write, partial_path
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,10 @@ _PREFIX = struct.Struct("<8sII")
 _ALIGN = 64
 
 
-class SnapshotError(Exception):
+class SnapshotError(DatasetError):
     """The snapshot is missing, stale or damaged; the caller rebuilds it."""
+
+    hint = "Run `movierec build` again, or remove the snapshot from DATA_DIR/snapshots."
 
 
 class SnapshotMissing(SnapshotError):
@@ -70,21 +74,13 @@ def write(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any])
         offset += array.nbytes
     header = json.dumps({"meta": dict(meta), "arrays": layout}).encode()
     start = _aligned(_PREFIX.size + len(header))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-    try:
-        with temporary.open("wb") as out:
-            out.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)))
-            out.write(header)
-            for name, array in contiguous.items():
-                out.seek(start + layout[name]["offset"])
-                out.write(array.data)
-            out.truncate(start + offset)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_write(path, durable=True) as temporary, temporary.open("wb") as out:
+        out.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)))
+        out.write(header)
+        for name, array in contiguous.items():
+            out.seek(start + layout[name]["offset"])
+            out.write(array.data)
+        out.truncate(start + offset)
 
 
 def read(path: Path, expect: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -105,9 +101,14 @@ def read(path: Path, expect: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], 
             if lease is not None:
                 lease.watch(mapped)
     except FileNotFoundError:
-        raise SnapshotMissing(f"no snapshot at {path}") from None
+        raise SnapshotMissing(
+            f"no snapshot at {path}", public=f"no snapshot {path.name} yet"
+        ) from None
     except (OSError, ValueError) as exc:
-        raise SnapshotError(f"cannot map {path}: {exc}") from None
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise SnapshotError(
+            f"cannot map {path}: {exc}", public=f"cannot map the snapshot {path.name}: {reason}"
+        ) from None
     try:
         magic, version, header_length = _PREFIX.unpack_from(mapped, 0)
         if magic != MAGIC or version != FORMAT_VERSION:
@@ -258,7 +259,7 @@ def _map_copy_over(address: int, length: int, folder: Path) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
             raise
-        name = folder / f".copy.{uuid.uuid4().hex}.part"
+        name = partial_path(folder / "copy")
         fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         os.unlink(name)
     try:

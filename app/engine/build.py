@@ -7,6 +7,10 @@ every algorithm in it is ready at once and shared by all workers through the pag
 
 Workers that share DATA_DIR take turns on a lock: without a snapshot, the first one builds
 the matrix and writes a snapshot of it, the others map what it wrote.
+
+Each step is one function, composed by both: `read_release` (load the files, build the matrix
+and the catalogue), `fit_all`, `new_manifest`, `write_snapshot`; `with_release` fetches
+first and turns a failure to read or write DATA_DIR into a StorageError.
 """
 
 from __future__ import annotations
@@ -19,28 +23,24 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from app.config import Settings
 from app.data import lock, snapshot
+from app.data.archive import extraction_digest, forget_extraction
 from app.data.catalogue import Catalogue
-from app.data.fetch import ProgressCallback, extraction_digest, fetch_dataset, forget_extraction
-from app.data.movielens import DatasetError, find_release_dir, load
+from app.data.errors import DatasetError, not_a_folder, storage_error
+from app.data.fetch import ProgressCallback, fetch_dataset
+from app.data.files import clean_leftovers
+from app.data.movielens import find_release_dir, load
 from app.engine.manifest import Fit, Manifest
 from app.engine.model import Model
-from app.recommender import (
-    ALGORITHMS,
-    ORIGINAL,
-    Algorithm,
-    ItemKNN,
-    RatingMatrix,
-    TooLarge,
-    co_rated_pairs,
-    create,
-)
+from app.recommender import ALGORITHMS, ORIGINAL, Algorithm, RatingMatrix, TooLarge, create
 from app.recommender.ease import EASE
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,13 @@ T = TypeVar("T")
 MODEL_VERSION = 4
 SNAPSHOT_DIR = "snapshots"
 
+# The phases a build reports, as the status page and `movierec build` show them.
+LOADING = "loading ratings"
+MATRIX = "building the rating matrix"
+WRITING = "writing the snapshot"
 
-class StorageError(DatasetError):
-    """DATA_DIR could not be read or written."""
-
-    hint = "Check that DATA_DIR is writable and has free space."
+Enter = Callable[[str], None]
+"""Called as a build enters a phase (LOADING, MATRIX, an algorithm's name, WRITING)."""
 
 
 def fit_params(settings: Settings, name: str) -> dict[str, Any]:
@@ -88,10 +90,10 @@ async def build_model(
     """Fetch the release, then map its snapshot or build one of the matrix (in a thread).
 
     Every algorithm the snapshot holds, fitted with the parameters these settings give,
-    comes ready. DatasetError (with a `hint`) when the data cannot be had; LockAbandoned
-    when `stopping` is set while another worker holds the lock.
+    comes ready. DatasetError (with a `hint` and a `public` text) when the data cannot be
+    had; LockAbandoned when `stopping` is set while another worker holds the lock.
     """
-    return await _with_release(
+    return await with_release(
         settings, report, lambda release: _map_or_build(settings, release, report, stopping)
     )
 
@@ -108,86 +110,109 @@ def build_snapshot(
     temporary file and renamed into place, so servers see the old one or the new one.
     """
     started = time.monotonic()
-    phases: dict[str, float] = {}
     chosen = list(dict.fromkeys(names))
-    steps = ["loading ratings", "building the matrix", *chosen, "writing the snapshot"]
+    steps = [LOADING, MATRIX, *chosen, WRITING]
 
-    def step(what: str) -> None:
+    def enter(what: str) -> None:
         report(what if what not in chosen else f"fitting {what}", steps.index(what), len(steps))
 
     def build(release: Path) -> Manifest:
-        clock = time.monotonic()
-        step("loading ratings")
-        dataset = load(release)
-        phases["load"] = time.monotonic() - clock
-        clock = time.monotonic()
-        step("building the matrix")
-        matrix = RatingMatrix.from_frame(dataset.ratings)
-        catalogue = Catalogue.from_frame(dataset.movies)
-        del dataset
-        phases["matrix"] = time.monotonic() - clock
-        arrays = {**matrix.to_arrays(), **catalogue.to_arrays()}
-        fits = []
-        for name in chosen:
-            step(name)
-            fit, fitted = _fit(settings, name, matrix)
-            fits.append(fit)
-            arrays.update(fitted)
-        step("writing the snapshot")
-        manifest = Manifest(
-            build_id=uuid.uuid4().hex[:12],
-            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            release=release.name,
-            source=fingerprint(release),
-            ratings=matrix.nnz,
-            fits=tuple(fits),
-            seconds=time.monotonic() - started,
-            bytes=sum(array.nbytes for array in arrays.values()),
+        matrix, catalogue, phases = read_release(release, enter)
+        arrays = snapshot_arrays(matrix, catalogue)
+        fits = fit_all(settings, chosen, matrix, arrays, enter)
+        enter(WRITING)
+        manifest = new_manifest(
+            release.name,
+            fingerprint(release),
+            matrix,
+            arrays,
+            fits=fits,
             phases=phases,
+            seconds=time.monotonic() - started,
         )
         path = (out or settings.data_dir / SNAPSHOT_DIR) / f"{release.name}.snapshot"
-        meta = {"model_version": MODEL_VERSION, **asdict(manifest)}
         # The lock orders this rename with a server's own (smaller) snapshot of the matrix.
-        with lock.held(path.with_name(f".{path.name}.lock"), lambda: None):
-            snapshot.write(path, arrays, meta)
+        with lock.held(lock.snapshot_lock(path), lambda: None):
+            write_snapshot(path, arrays, manifest)
         report("done", len(steps), len(steps))
         return manifest
 
-    return asyncio.run(_with_release(settings, report, build))
+    return asyncio.run(with_release(settings, report, build))
 
 
-def read_manifest(path: Path) -> Manifest:
-    """The manifest of the snapshot at `path` (SnapshotError if there is none)."""
-    _, meta = snapshot.read(path, {"model_version": MODEL_VERSION})
-    return Manifest.from_meta(meta)
+def read_release(release: Path, enter: Enter) -> tuple[RatingMatrix, Catalogue, dict[str, float]]:
+    """Load the release's files, then build the rating matrix and the catalogue.
+
+    Also the seconds each of the two phases took ("load", "matrix"), for the manifest.
+    """
+    clock = time.monotonic()
+    enter(LOADING)
+    dataset = load(release)
+    loaded = time.monotonic()
+    enter(MATRIX)
+    matrix = RatingMatrix.from_frame(dataset.ratings)
+    catalogue = Catalogue.from_frame(dataset.movies)
+    return matrix, catalogue, {"load": loaded - clock, "matrix": time.monotonic() - loaded}
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """What fitting one algorithm would take: peak memory and CPU time, roughly."""
-
-    name: str
-    bytes: int
-    seconds: float
-    note: str = ""
+def snapshot_arrays(matrix: RatingMatrix, catalogue: Catalogue) -> dict[str, np.ndarray]:
+    """The arrays every snapshot holds: the matrix's and the catalogue's."""
+    return {**matrix.to_arrays(), **catalogue.to_arrays()}
 
 
-def estimate_fits(
-    settings: Settings, names: Iterable[str], report: ProgressCallback
-) -> list[Estimate]:
-    """`movierec build --dry-run`: the memory and time each fit would need, without fitting."""
+def fit_all(
+    settings: Settings,
+    names: Iterable[str],
+    matrix: RatingMatrix,
+    arrays: dict[str, np.ndarray],
+    enter: Enter,
+) -> tuple[Fit, ...]:
+    """Fit each algorithm named and add its arrays to `arrays`; what each fit took, or why not."""
+    fits = []
+    for name in names:
+        enter(name)
+        fit, fitted = _fit(settings, name, matrix)
+        fits.append(fit)
+        arrays.update(fitted)
+    return tuple(fits)
 
-    def estimate(release: Path) -> list[Estimate]:
-        matrix = _matrix_of(settings, release, report)
-        return [_estimate(settings, name, matrix) for name in dict.fromkeys(names)]
 
-    return asyncio.run(_with_release(settings, report, estimate))
+def new_manifest(
+    release: str,
+    source: str,
+    matrix: RatingMatrix,
+    arrays: Mapping[str, np.ndarray],
+    *,
+    fits: tuple[Fit, ...] = (),
+    phases: dict[str, float] | None = None,
+    seconds: float = 0.0,
+) -> Manifest:
+    """The manifest of a new snapshot of `release` (built from `source`) holding `arrays`."""
+    return Manifest(
+        build_id=uuid.uuid4().hex[:12],
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        release=release,
+        source=source,
+        ratings=matrix.nnz,
+        fits=fits,
+        seconds=seconds,
+        bytes=sum(array.nbytes for array in arrays.values()),
+        phases=phases or {},
+    )
 
 
-async def _with_release(
+def write_snapshot(path: Path, arrays: Mapping[str, np.ndarray], manifest: Manifest) -> None:
+    """Write a snapshot with `manifest` in its header (the caller holds its lock)."""
+    snapshot.write(path, arrays, {"model_version": MODEL_VERSION, **asdict(manifest)})
+
+
+async def with_release(
     settings: Settings, report: ProgressCallback, work: Callable[[Path], T]
 ) -> T:
-    """Fetch the release and run `work(release_dir)` in a thread; damaged files extracted again."""
+    """Fetch the release and run `work(release_dir)` in a thread; damaged files extracted again.
+
+    An OSError in DATA_DIR becomes a StorageError that names DATA_DIR, not its path.
+    """
     try:
         folder = await fetch_dataset(settings, report)
         try:
@@ -201,8 +226,10 @@ async def _with_release(
             return await asyncio.to_thread(work, find_release_dir(folder))
     except OSError as exc:
         log.error("Reading or writing the dataset failed: %s", exc)
-        reason = exc.strerror or type(exc).__name__
-        raise StorageError(f"Could not read or write the dataset in DATA_DIR: {reason}.") from exc
+        data_dir = settings.data_dir
+        if data_dir.exists() and not data_dir.is_dir():
+            raise not_a_folder(str(data_dir)) from exc
+        raise storage_error(exc, str(data_dir)) from exc
 
 
 def _map_or_build(
@@ -218,7 +245,7 @@ def _map_or_build(
     # together check its arrays side by side rather than in turn: it is only ever replaced by
     # a rename, so each maps a complete file. The lock is for building one, and for clearing
     # what an interrupted build left (only when nobody is building).
-    guard = path.with_name(f".{path.name}.lock")
+    guard = lock.snapshot_lock(path)
     try:
         model = map_snapshot(settings, path, expect)
     except snapshot.SnapshotError:
@@ -226,44 +253,26 @@ def _map_or_build(
     else:
         with lock.held_if_free(guard) as free:
             if free:
-                _clean_leftovers(path)
+                clean_leftovers(path.parent, path.name, "snapshot")
         return model
-    with lock.held(
-        guard,
-        lambda: enter("waiting for another worker's model"),
-        stopping,
-    ):
-        _clean_leftovers(path)
+    with lock.held(guard, lambda: enter("waiting for another worker's model"), stopping):
+        clean_leftovers(path.parent, path.name, "snapshot")
         try:
             return map_snapshot(settings, path, expect)
         except snapshot.SnapshotMissing as exc:
             log.info("Building the model from the CSV files (%s)", exc)
         except snapshot.SnapshotError as exc:
             log.warning("Building the model again from the CSV files: %s", exc)
-        enter("loading ratings")
-        dataset = load(release)
-        enter("building the rating matrix")
-        matrix = RatingMatrix.from_frame(dataset.ratings)
-        catalogue = Catalogue.from_frame(dataset.movies)
-        del dataset
-        enter("saving a snapshot")
-        manifest = Manifest(
-            build_id=uuid.uuid4().hex[:12],
-            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            release=release.name,
-            source=str(expect["source"]),
-            ratings=matrix.nnz,
-        )
+        matrix, catalogue, phases = read_release(release, enter)
+        arrays = snapshot_arrays(matrix, catalogue)
+        enter(WRITING)
+        manifest = new_manifest(release.name, str(expect["source"]), matrix, arrays, phases=phases)
         try:
-            snapshot.write(
-                path,
-                {**matrix.to_arrays(), **catalogue.to_arrays()},
-                {"model_version": MODEL_VERSION, **asdict(manifest)},
-            )
+            write_snapshot(path, arrays, manifest)
         except OSError as exc:
             log.warning("Could not write the snapshot %s (%s); serving from memory", path, exc)
             return Model.of(matrix, catalogue, from_snapshot=False)
-        del matrix, catalogue
+        del arrays, matrix, catalogue
         return map_snapshot(settings, path, expect, from_snapshot=False)
 
 
@@ -317,59 +326,6 @@ def _fit(settings: Settings, name: str, matrix: RatingMatrix) -> tuple[Fit, dict
     return Fit(name, algorithm.params(), took, size), state
 
 
-def _matrix_of(settings: Settings, release: Path, report: ProgressCallback) -> RatingMatrix:
-    """The release's matrix, from its snapshot when there is a current one."""
-    try:
-        arrays, _ = snapshot.read(snapshot_path(settings, release.name), expectation(release))
-        return RatingMatrix.from_arrays(arrays)
-    except snapshot.SnapshotError:
-        report("loading ratings", 0, None)
-        return RatingMatrix.from_frame(load(release).ratings)
-
-
-# Rough speeds of this kind of machine, for --dry-run: a dense solve of n films costs about
-# n^3 floating-point operations; item-item fits multiply every co-rated pair once (SciPy,
-# one core: 8.9e9 pairs in 38 s on the 25M synthetic set).
-FLOPS_PER_SECOND = 2e10
-PAIRS_PER_SECOND = 2e8
-
-
-def _estimate(settings: Settings, name: str, matrix: RatingMatrix) -> Estimate:
-    algorithm = new_algorithm(settings, name)
-    if isinstance(algorithm, EASE):
-        films = len(algorithm.modelled_columns(matrix))
-        capped = films == algorithm.max_films
-        note = f"{films:,} films" + (" (the most rated the budget holds)" if capped else "")
-        if algorithm.max_films < 100:
-            note = "budget too small for a useful EASE"
-        return Estimate(name, algorithm.estimate_bytes(matrix), films**3 / FLOPS_PER_SECOND, note)
-    if isinstance(algorithm, ItemKNN):
-        items = algorithm.modelled_items(matrix)
-        pairs = co_rated_pairs(matrix, items)
-        capped = len(items) < matrix.n_items
-        note = f"{len(items):,} films, {pairs:,} co-rated pairs" + (
-            " (the most rated the pair limit holds)" if capped else ""
-        )
-        # The modelled films' rows (CSR, copied when capped), two dense blocks, the weights.
-        rows = int(matrix.item_count[items].sum()) * 8 if capped else 0
-        peak = rows + 2 * algorithm.block_bytes + len(items) * algorithm.neighbours * 12
-        return Estimate(name, peak, pairs / PAIRS_PER_SECOND, note)
-    return Estimate(name, matrix.n_users * 8, 0.0, "no fit beyond the matrix")
-
-
-def _clean_leftovers(path: Path) -> None:
-    """Remove partial snapshots an interrupted build left beside `path` (under the lock)."""
-    leftovers = list(path.parent.glob(f".{path.name}.*.part"))
-    for leftover in leftovers:
-        try:
-            leftover.unlink(missing_ok=True)
-        except OSError as exc:  # a read-only DATA_DIR: the next build job removes it
-            log.warning("Leaving the partial snapshot %s: %s", leftover.name, exc.strerror)
-            return
-    if leftovers:
-        log.warning("Removed %d partial snapshot(s) an interrupted build left", len(leftovers))
-
-
 def fingerprint(release: Path) -> str:
     """What a snapshot is built from: the zip's SHA-256 when we extracted it, else the files.
 
@@ -382,36 +338,3 @@ def fingerprint(release: Path) -> str:
     files = sorted(p for p in release.rglob("*") if p.is_file() and not p.name.startswith("."))
     listing = [(str(p.relative_to(release)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     return hashlib.sha256(json.dumps([str(release.resolve()), listing]).encode()).hexdigest()
-
-
-def manifest_table(manifest: Manifest) -> str:
-    """The summary `movierec build` prints: each algorithm's fit time, size and parameters."""
-    lines = [
-        f"snapshot {manifest.build_id} of {manifest.release}, built {manifest.built_at}: "
-        f"{manifest.ratings:,} ratings, {manifest.bytes / 2**20:,.1f} MiB, "
-        f"{manifest.seconds:.1f} s in all",
-        "",
-        f"| {'algorithm':<18} | {'fit s':>8} | {'MiB':>9} | parameters or why left out |",
-        f"|{'-' * 20}|{'-' * 10}|{'-' * 11}|{'-' * 28}|",
-    ]
-    for fit in manifest.fits:
-        detail = fit.reason or ", ".join(f"{k}={v}" for k, v in fit.params.items()) or "-"
-        lines.append(
-            f"| {fit.name:<18} | {fit.seconds:>8.2f} | {fit.bytes / 2**20:>9.1f} | {detail} |"
-        )
-    phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in manifest.phases.items())
-    return "\n".join([*lines, "", f"phases: {phases}"])
-
-
-def estimates_table(estimates: list[Estimate]) -> str:
-    """What `movierec build --dry-run` prints: the memory and time each fit would need."""
-    lines = [
-        f"| {'algorithm':<18} | {'peak MiB':>10} | {'about s':>9} | note |",
-        f"|{'-' * 20}|{'-' * 12}|{'-' * 11}|{'-' * 6}|",
-    ]
-    for estimate in estimates:
-        lines.append(
-            f"| {estimate.name:<18} | {estimate.bytes / 2**20:>10,.0f} | "
-            f"{estimate.seconds:>9.1f} | {estimate.note} |"
-        )
-    return "\n".join(lines)

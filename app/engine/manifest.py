@@ -41,3 +41,22 @@ class Manifest:
         fits = tuple(Fit(**fit) for fit in meta.get("fits", ()))
         known = {f for f in cls.__dataclass_fields__ if f != "fits"}
         return cls(**{k: v for k, v in meta.items() if k in known}, fits=fits)
+
+
+def manifest_table(manifest: Manifest) -> str:
+    """The summary `movierec build` prints: each algorithm's fit time, size and parameters."""
+    lines = [
+        f"snapshot {manifest.build_id} of {manifest.release}, built {manifest.built_at}: "
+        f"{manifest.ratings:,} ratings, {manifest.bytes / 2**20:,.1f} MiB, "
+        f"{manifest.seconds:.1f} s in all",
+        "",
+        f"| {'algorithm':<18} | {'fit s':>8} | {'MiB':>9} | parameters or why left out |",
+        f"|{'-' * 20}|{'-' * 10}|{'-' * 11}|{'-' * 28}|",
+    ]
+    for fit in manifest.fits:
+        detail = fit.reason or ", ".join(f"{k}={v}" for k, v in fit.params.items()) or "-"
+        lines.append(
+            f"| {fit.name:<18} | {fit.seconds:>8.2f} | {fit.bytes / 2**20:>9.1f} | {detail} |"
+        )
+    phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in manifest.phases.items())
+    return "\n".join([*lines, "", f"phases: {phases}"])

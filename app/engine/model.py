@@ -20,7 +20,6 @@ from app.engine.answers import Recommendations, assemble
 from app.engine.cache import LRUCache
 from app.engine.manifest import Manifest
 from app.engine.queries import NO_FILTERS, Filters, ItemFacts, Ratings
-from app.evaluation.starters import starter_items
 from app.recommender import (
     ORIGINAL,
     Algorithm,
@@ -30,6 +29,7 @@ from app.recommender import (
     Ranking,
     RatingMatrix,
 )
+from app.recommender.starters import starter_items
 
 STARTER_GRID = 48
 """Starter films worked out per model; the page shows the first STARTERS of them."""
@@ -61,11 +61,6 @@ class Derived:
         items = starter_items(self.matrix, STARTER_GRID)
         found = (self.catalogue.position(int(movie)) for movie in self.matrix.item_ids[items])
         return np.array([position for position in found if position is not None], dtype=np.int64)
-
-    @cached_property
-    def by_popularity(self) -> np.ndarray:
-        """Catalogue positions, most rated first (ties by id)."""
-        return np.lexsort((self.catalogue.movie_ids, -self.popularity))
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,11 +168,6 @@ class Model:
     def search_movies(self, query: str, limit: int) -> list[Movie]:
         """Films whose title matches the words typed, best first."""
         return self.catalogue.search(query, self.derived.popularity, limit)
-
-    def popular_movies(self, limit: int) -> list[Movie]:
-        """The most rated films: a place to start for someone who has rated nothing."""
-        best = self.derived.by_popularity[:limit]
-        return [self.catalogue.at(int(position)) for position in best]
 
     def starter_movies(self, limit: int) -> list[Movie]:
         """The films to offer someone who has rated nothing (the starter grid, at most 48)."""

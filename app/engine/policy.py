@@ -9,8 +9,8 @@ default for known users, is as good or better. A known user's page keeps the def
 
 from __future__ import annotations
 
-from app.evaluation.policy import PolicyStep, policy_step
 from app.recommender import EASE, WeightedUserKNN
+from app.recommender.policy import PolicyStep, policy_step
 
 VISITOR_POLICY: tuple[PolicyStep, ...] = (
     PolicyStep(below=10, algorithm=WeightedUserKNN.name, k=30),

@@ -13,8 +13,7 @@ from typing import TextIO
 from app.config import Settings
 from app.data.fetch import fetch_dataset
 from app.data.movielens import load
-from app.evaluation.policy import PolicyStep
-from app.evaluation.report import ProgressBar, terminal_table, write_reports
+from app.evaluation.report import terminal_table, write_reports
 from app.evaluation.run import LIST_LENGTH, Candidate, Evaluation, evaluate
 from app.evaluation.split import (
     DEFAULT_SEED,
@@ -27,8 +26,10 @@ from app.evaluation.visitor import (
     PROFILE_LENGTHS,
     evaluate_visitors,
 )
+from app.progress import ProgressBar
 from app.recommender import ALGORITHMS, DEFAULT_ALGORITHM, EASE
 from app.recommender.ease import MIN_USEFUL_FILMS
+from app.recommender.policy import PolicyStep
 
 ORIGINAL_KS = (5, 10, 20, 50, 100)
 # ml-25m has ratings of 59,047 films; EASE's default memory budget holds the 9,459 most rated

@@ -1,16 +1,14 @@
-"""Present an Evaluation: a plain-data dict for JSON, a Markdown report, a terminal table, a bar."""
+"""Present an Evaluation: a plain-data dict for JSON, a Markdown report, a terminal table."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import os
-import sys
-import tempfile
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from app.data.files import atomic_write
 from app.evaluation.run import AlgorithmResult, Evaluation
 from app.evaluation.visitor import VisitorResult, VisitorTable
 
@@ -82,8 +80,12 @@ def write_reports(evaluation: Evaluation, folder: Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "latest.json"
     markdown_path = folder / "latest.md"
-    _write_atomic(json_path, json.dumps(as_dict(evaluation), indent=2) + "\n")
-    _write_atomic(markdown_path, markdown(evaluation))
+    for path, text in (
+        (json_path, json.dumps(as_dict(evaluation), indent=2) + "\n"),
+        (markdown_path, markdown(evaluation)),
+    ):
+        with atomic_write(path) as temporary:
+            temporary.write_text(text, encoding="utf-8")
     return json_path, markdown_path
 
 
@@ -251,47 +253,6 @@ def _no_nan(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_no_nan(item) for item in value]
     return value
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-class ProgressBar:
-    """A one-line progress bar on a terminal stream (stderr), redrawn only when it moves."""
-
-    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
-        self.stream = stream or sys.stderr
-        self.width = width
-        self._shown: tuple[str, int] | None = None
-        self._open = False
-
-    def __call__(self, what: str, done: int, total: int | None) -> None:
-        """Show `what` at done/total; a finished task ends its line."""
-        filled = self.width * done // total if total else 0
-        state = (what, filled if total else done)
-        if state == self._shown and done != total:
-            return
-        if self._shown is not None and self._shown[0] != what and self._open:
-            self.stream.write("\n")
-        self._shown = state
-        self._open = not (total and done >= total)
-        if total:
-            bar = "#" * filled + "." * (self.width - filled)
-            line = f"\r{what[:40]:<40} [{bar}] {done}/{total}"
-        else:
-            line = f"\r{what[:40]:<40} {done:,}"
-        self.stream.write(line)
-        if total and done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 PUBLISHED = Path(__file__).with_name("published.json")

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from app.evaluation.metrics import RELEVANT_RATING, UserScores, score_user
-from app.evaluation.policy import PolicyStep, policy_step
 from app.evaluation.split import DEFAULT_FRACTION, random_holdout
-from app.evaluation.starters import STARTER_STRATEGY, STRATEGIES, starter_items
 from app.recommender import Algorithm, Profile, RatingMatrix, TooLarge, create
+from app.recommender.policy import PolicyStep, policy_step
+from app.recommender.starters import STARTER_STRATEGY, STRATEGIES, starter_items
 
 DEFAULT_VISITORS = 150
 PROFILE_LENGTHS = (3, 5, 10, 20)

@@ -1,7 +1,8 @@
 """Which films the rating page offers a visitor first (its starter grid), by a named strategy.
 
-Shared by the engine (the grid /rate shows) and the visitor evaluation (profiles drawn from
-that grid first), so the grid measured is the grid served.
+A serving decision, so it lives with the recommenders: shared by the engine (the grid /rate
+shows) and the visitor evaluation (profiles drawn from that grid first), so the grid measured
+is the grid served.
 
 - `popular`: the most rated films (ties to the lower movie id).
 - `divisive`: popular and divisive, number of ratings x standard deviation of the ratings,
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.recommender import RatingMatrix
+from app.recommender.matrix import RatingMatrix
 
 STRATEGIES = ("popular", "divisive")
 STARTER_STRATEGY = "popular"

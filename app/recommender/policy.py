@@ -1,7 +1,7 @@
 """A visitor policy: which algorithm answers a visitor, by how many films they rated.
 
-Apart from the protocol that measures it (visitor.py), so that the server reads it without
-loading pandas.
+A serving decision, so it lives with the recommenders: the engine reads it to answer, and
+the evaluation (evaluation/visitor.py) measures it, without either importing the other.
 """
 
 from __future__ import annotations

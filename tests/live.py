@@ -195,6 +195,7 @@ def environment_for(source: Path | str, folder: Path, **environment: str) -> dic
 def start(
     source: Path | str,
     folder: Path,
+    *,
     preexec_fn: Callable[[], object] | None = None,
     **environment: str,
 ) -> Server:
@@ -203,26 +204,13 @@ def start(
     Not waited for (see `Server.wait_ready`); the caller stops it (or use `serving`).
     `preexec_fn` runs in the child before the server starts, such as to lower a limit.
     """
-    port = free_port()
-    log = folder / f"server-{port}.log"
-    env = environment_for(source, folder, PORT=str(port), **environment)
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=preexec_fn,
-        )
-    return Server(process, port, log)
+    return _launch(source, folder, environment, preexec_fn)
 
 
 @contextlib.contextmanager
 def serving(source: Path | str, folder: Path, **environment: str) -> Iterator[Server]:
     """A server of `source` with DATA_DIR in `folder` and extra environment; stopped after."""
-    server = start(source, folder, **environment)
+    server = _launch(source, folder, environment, None)
     try:
         yield server
     finally:
@@ -242,6 +230,28 @@ def build(
         timeout=timeout,
         check=False,
     )
+
+
+def _launch(
+    source: Path | str,
+    folder: Path,
+    environment: dict[str, str],
+    preexec_fn: Callable[[], object] | None,
+) -> Server:
+    port = free_port()
+    log = folder / f"server-{port}.log"
+    env = environment_for(source, folder, PORT=str(port), **environment)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
+    return Server(process, port, log)
 
 
 def _lower(headers: Iterable[tuple[str, str]]) -> dict[str, str]:

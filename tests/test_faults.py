@@ -159,7 +159,7 @@ def serve(tmp_path: Path) -> Iterator[Start]:
         source: Path, workers: int = 2, open_files: int | None = None, **environment: str
     ) -> Server:
         lower = None if open_files is None else limit_open_files(open_files)
-        server = live.start(source, tmp_path, lower, WORKERS=str(workers), **environment)
+        server = live.start(source, tmp_path, preexec_fn=lower, WORKERS=str(workers), **environment)
         started.append(server)
         return server
 
@@ -240,7 +240,7 @@ def test_the_open_file_limit_is_raised_at_start(tiny_zip: Path, tmp_path: Path) 
     def low_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
 
-    server = live.start(tiny_zip, tmp_path, low_limit, WORKERS="2")
+    server = live.start(tiny_zip, tmp_path, preexec_fn=low_limit, WORKERS="2")
     try:
         until(lambda: len(server.workers()) == 2, 20, server.output)
         # The supervisor raises its limit at once, each worker as it starts.

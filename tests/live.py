@@ -148,9 +148,19 @@ class Server:
         """True when /readyz answers 200 on READY_CONNECTIONS new connections in a row."""
         return all(get(self.url("/readyz")).status == 200 for _ in range(READY_CONNECTIONS))
 
-    def wait_ready(self, timeout: float = 60) -> float:
-        """Wait until `ready()`; seconds it took. Fails with the output if the server exits
-        or is not ready within `timeout`."""
+    def fitted(self) -> bool:
+        """True when /api/algorithms lists no algorithm still being prepared, on
+        READY_CONNECTIONS new connections in a row (those ALGORITHMS leaves out stay out)."""
+        for _ in range(READY_CONNECTIONS):
+            status, body = get_json(self.url("/api/algorithms"))
+            listed = body.get("algorithms", []) if status == 200 else []
+            if not listed or any(a["availability"] == "preparing" for a in listed):
+                return False
+        return True
+
+    def wait_ready(self, timeout: float = 60, fitted: bool = False) -> float:
+        """Wait until `ready()` (and `fitted()` if asked); seconds it took. Fails with the
+        output if the server exits or is not ready within `timeout`."""
 
         def ready_or_exited() -> bool:
             if self.process.poll() is not None:
@@ -158,7 +168,7 @@ class Server:
                     f"the server exited {self.process.returncode} before it was ready:\n"
                     + self.output()[-3000:]
                 )
-            return self.ready()
+            return self.ready() and (not fitted or self.fitted())
 
         return until(ready_or_exited, timeout, lambda: self.output()[-3000:])
 

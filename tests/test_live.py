@@ -32,9 +32,14 @@ def test_a_server_that_exits_at_start_fails_the_wait_with_its_output(
 
 
 def test_a_served_release_is_ready_and_stops_cleanly(tiny_zip: Path, tmp_path: Path) -> None:
-    with live.serving(tiny_zip, tmp_path, WORKERS="2") as server:
-        assert server.wait_ready(60) >= 0
+    environment = {"WORKERS": "2", "ALGORITHMS": "original,popularity"}
+    with live.serving(tiny_zip, tmp_path, **environment) as server:
+        assert server.wait_ready(60, fitted=True) >= 0
         assert len(server.workers()) == 2
+        for _ in range(live.READY_CONNECTIONS):
+            listed = live.get_json(server.url("/api/algorithms"))[1]["algorithms"]
+            ready = {a["name"] for a in listed if a["availability"] == "ready"}
+            assert ready == {"original", "popularity"}
         status, body = live.get_json(server.url("/api/status"))
         assert (status, body["state"]) == (200, "ready")
         assert server.stop() == 0

@@ -138,7 +138,7 @@ def pipelining_readers(port: int, count: int, requests: int, path: str) -> list[
 
 
 def enough_open_files(needed: int) -> None:
-    """Raise this process's soft open-file limit to at least `needed`, or skip the test."""
+    """Raise this process's soft open-file limit to at least `needed`, or fail the test."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed:
         if hard < needed:

@@ -7,6 +7,7 @@ time and traffic, and stops what it started.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -48,8 +49,12 @@ def alive(pid: int) -> bool:
 
 
 def state_of(server: Server) -> object:
-    """The engine's state in /api/status (None when nothing answered)."""
-    return get_json(server.url("/api/status"))[1].get("state")
+    """The engine's state in /api/status, whatever its status code (None without an answer)."""
+    answer = get(server.url("/api/status"))
+    try:
+        return json.loads(answer.body).get("state")
+    except ValueError:
+        return None
 
 
 def limit_open_files(limit: int) -> Callable[[], None]:

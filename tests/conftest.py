@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import time
 import zipfile
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,6 +205,21 @@ async def wait_until_settled(app: Quart, timeout: float = 10.0) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"engine still loading after {timeout}s: {service.status}")
+
+
+async def wait_until_available(
+    client: TestClientProtocol, names: Collection[str] | None = None, timeout: float = 120
+) -> None:
+    """Wait until /api/algorithms lists `names` (every algorithm when None) as ready to serve."""
+    deadline = time.monotonic() + timeout
+    listed: list[dict[str, str]] = []
+    while time.monotonic() < deadline:
+        listed = (await (await client.get("/api/algorithms")).get_json())["algorithms"]
+        wanted = [a for a in listed if names is None or a["name"] in names]
+        if wanted and all(a["availability"] == "ready" for a in wanted):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not ready to serve after {timeout}s: {listed}")
 
 
 @pytest.fixture

@@ -1,4 +1,13 @@
-"""`movierec serve` as a real process on 127.0.0.1, for tests that need real workers and ports."""
+"""`movierec serve` and `movierec build` as real processes on 127.0.0.1: the one place tests
+start them, wait for readiness and stop them.
+
+    with serving(source, tmp_path, WORKERS="2") as server:
+        server.wait_ready()
+        assert get(server.url("/api/status")).status == 200
+
+Waits poll an observable condition with a deadline and fail when it passes (`until`), rather
+than sleep for a fixed time.
+"""
 
 from __future__ import annotations
 
@@ -80,13 +89,39 @@ def get(url: str, headers: dict[str, str] | None = None, timeout: float = 3.0) -
 
 
 def wait_for(condition: Callable[[], object], timeout: float, step: float = 0.1) -> bool:
-    """Poll `condition()` until it is true or `timeout` seconds pass."""
+    """Poll `condition()` until it is true or `timeout` seconds pass; whether it became true.
+
+    Use it as `assert wait_for(...)`, or `until` which fails by itself.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return True
         time.sleep(step)
     return False
+
+
+def until(
+    condition: Callable[[], object],
+    timeout: float,
+    what: str | Callable[[], str] = "",
+    step: float = 0.1,
+) -> float:
+    """Poll `condition()` until it is true; seconds it took. Fails when `timeout` passes.
+
+    `what` (or what it returns, evaluated only on failure, such as a server's output) is the
+    failure's message.
+    """
+    began = time.monotonic()
+    if wait_for(condition, timeout, step):
+        return time.monotonic() - began
+    detail = what() if callable(what) else what
+    raise AssertionError(f"not within {timeout} s: {detail}")
+
+
+# New connections in a row that must find /readyz at 200 before a server counts as ready: each
+# may reach any worker, so one answer says nothing of the others.
+READY_CONNECTIONS = 10
 
 
 @dataclasses.dataclass
@@ -109,6 +144,34 @@ class Server:
         """The worker processes (Linux), forked by the supervisor's fork server."""
         return workers_of(self.process.pid)
 
+    def ready(self) -> bool:
+        """True when /readyz answers 200 on READY_CONNECTIONS new connections in a row."""
+        return all(get(self.url("/readyz")).status == 200 for _ in range(READY_CONNECTIONS))
+
+    def fitted(self) -> bool:
+        """True when /api/algorithms lists no algorithm still being prepared, on
+        READY_CONNECTIONS new connections in a row (those ALGORITHMS leaves out stay out)."""
+        for _ in range(READY_CONNECTIONS):
+            status, body = get_json(self.url("/api/algorithms"))
+            listed = body.get("algorithms", []) if status == 200 else []
+            if not listed or any(a["availability"] == "preparing" for a in listed):
+                return False
+        return True
+
+    def wait_ready(self, timeout: float = 60, fitted: bool = False) -> float:
+        """Wait until `ready()` (and `fitted()` if asked); seconds it took. Fails with the
+        output if the server exits or is not ready within `timeout`."""
+
+        def ready_or_exited() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"the server exited {self.process.returncode} before it was ready:\n"
+                    + self.output()[-3000:]
+                )
+            return self.ready() and (not fitted or self.fitted())
+
+        return until(ready_or_exited, timeout, lambda: self.output()[-3000:])
+
     def stop(self) -> int | None:
         """SIGTERM the group, SIGKILL what is left after 15 s; the supervisor's exit code."""
         if self.process.poll() is None:
@@ -123,20 +186,71 @@ class Server:
         return self.process.returncode
 
 
-@contextlib.contextmanager
-def serving(source: Path, folder: Path, **environment: str) -> Iterator[Server]:
-    """A server of `source` with DATA_DIR in `folder` and extra environment; stopped after."""
-    port = free_port()
-    log = folder / f"server-{port}.log"
-    env = {
+def environment_for(source: Path | str, folder: Path, **environment: str) -> dict[str, str]:
+    """The environment of a `movierec` command on `source` with DATA_DIR in `folder`/data.
+
+    Only the original algorithm unless ALGORITHMS says otherwise: the quickest to fit, and
+    the one the hand-worked answers are for.
+    """
+    return {
         **os.environ,
         "MOVIELENS_SOURCE": str(source),
         "DATA_DIR": str(folder / "data"),
-        "PORT": str(port),
         "ALGORITHMS": "original",
         "LOG_LEVEL": "INFO",
         **environment,
     }
+
+
+def start(
+    source: Path | str,
+    folder: Path,
+    *,
+    preexec_fn: Callable[[], object] | None = None,
+    **environment: str,
+) -> Server:
+    """Start `movierec serve` of `source` on a free port of 127.0.0.1, DATA_DIR in `folder`.
+
+    Not waited for (see `Server.wait_ready`); the caller stops it (or use `serving`).
+    `preexec_fn` runs in the child before the server starts, such as to lower a limit.
+    """
+    return _launch(source, folder, environment, preexec_fn)
+
+
+@contextlib.contextmanager
+def serving(source: Path | str, folder: Path, **environment: str) -> Iterator[Server]:
+    """A server of `source` with DATA_DIR in `folder` and extra environment; stopped after."""
+    server = _launch(source, folder, environment, None)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def build(
+    source: Path | str, folder: Path, timeout: float = 300, **environment: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `movierec build` of `source` into `folder`/data to the end; its exit code and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", "build"],
+        cwd=ROOT,
+        env=environment_for(source, folder, **environment),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _launch(
+    source: Path | str,
+    folder: Path,
+    environment: dict[str, str],
+    preexec_fn: Callable[[], object] | None,
+) -> Server:
+    port = free_port()
+    log = folder / f"server-{port}.log"
+    env = environment_for(source, folder, PORT=str(port), **environment)
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve"],
@@ -145,12 +259,9 @@ def serving(source: Path, folder: Path, **environment: str) -> Iterator[Server]:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec_fn,
         )
-    server = Server(process, port, log)
-    try:
-        yield server
-    finally:
-        server.stop()
+    return Server(process, port, log)
 
 
 def _lower(headers: Iterable[tuple[str, str]]) -> dict[str, str]:

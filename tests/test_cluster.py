@@ -4,7 +4,8 @@
 no container networking) and Debian's nginx on the host with deploy/nginx/nginx.conf. The build
 job writes the snapshot into a volume once; three replicas map it read-only; under wrk load
 through nginx one replica is killed and another restarted, then the job publishes a new
-snapshot and every replica switches to it, with no failed request at the client. The figures
+snapshot and every replica switches to it, with no failed request at the client. Each step
+waits for answers counted in nginx's access log rather than for a fixed time. The figures
 are printed as a table. Everything talks to 127.0.0.1 and is removed afterwards.
 """
 
@@ -36,8 +37,15 @@ import yaml
 
 from app import create_app
 from app.config import Settings
-from tests.conftest import IN_CI, DatasetServer, require_real_zip, wait_until_settled
-from tests.test_container import Container, Result, free_port, podman, podman_sync
+from tests.conftest import (
+    IN_CI,
+    DatasetServer,
+    require_real_zip,
+    wait_until_available,
+    wait_until_settled,
+)
+from tests.live import free_port
+from tests.test_container import Container, Result, podman, podman_sync
 
 pytestmark = pytest.mark.cluster
 
@@ -54,8 +62,16 @@ REPLICAS = 3
 PAUSE_MS = 50
 CONNECTIONS = 8
 LOAD_SECONDS = 30
-# The second load runs until every replica has switched and 5 s more; at most this long.
+# The second load runs until every replica has switched and AFTER_SWITCH answers more; at most
+# this long.
 SWITCH_LOAD_SECONDS = 120
+# Answers through nginx (its access log) that mark each step of the load: how many come before
+# the first fault, while a replica is down, after it is back, and from the new snapshot. At
+# about 130 a second, each is a few seconds of load, whatever the machine's pace.
+BEFORE_FAULT = 300
+WHILE_DOWN = 300
+AFTER_RESTART = 150
+AFTER_SWITCH = 500
 
 
 def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
@@ -215,6 +231,24 @@ class Nginx:
     def url(self, path: str) -> str:
         """Absolute URL of `path` through nginx."""
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def answered(self) -> int:
+        """Requests nginx has answered so far: the lines of its access log (written unbuffered;
+        its own /lb-healthz is not logged)."""
+        try:
+            with (self.folder / "access.log").open("rb") as log:
+                return sum(1 for _ in log)
+        except OSError:
+            return 0
+
+    async def wait_answered(self, more: int, timeout: float = 30) -> None:
+        """Wait until nginx has answered `more` requests beyond those so far (under load)."""
+        target = self.answered() + more
+
+        async def enough() -> bool:
+            return self.answered() >= target
+
+        await wait_for(f"{more} answers through nginx", enough, timeout, every=0.1)
 
     async def get(self, path: str) -> tuple[int, str, bytes]:
         """GET `path`; the status, the replica that answered (X-Served-By) and the body."""
@@ -446,8 +480,8 @@ async def test_three_replicas_behind_nginx(
         build_seconds = await cluster.build()
         note("build job (movierec build, ml-latest-small)", f"{build_seconds:.1f} s")
         await wait_until_settled(single, timeout=60)
-        await asyncio.wait_for(single.extensions["service"].fits_done(), 180)
         client = single_app.test_client()
+        await wait_until_available(client, timeout=180)
         expected = {path: await (await client.get(path)).get_json() for path in CASES}
         visitor = await (await client.post("/api/recommendations?n=10", json=VISITOR)).get_json()
     # The data the build job publishes later, mid-load: a new download of the release, here
@@ -458,8 +492,8 @@ async def test_three_replicas_behind_nginx(
     newer = create_app(Settings(source=str(newer_zip), data_dir=tmp_path / "newer-single"))
     async with newer.test_app() as newer_app:
         await wait_until_settled(newer, timeout=60)
-        await asyncio.wait_for(newer.extensions["service"].fits_done(), 180)
         client = newer_app.test_client()
+        await wait_until_available(client, timeout=180)
         expected_newer = {path: await (await client.get(path)).get_json() for path in CASES}
         newer_ratings = (await (await client.get("/api/status")).get_json())["ratings"]
     assert expected_newer != expected
@@ -497,15 +531,15 @@ async def test_three_replicas_behind_nginx(
     # Load for 30 s: one replica killed, another restarted, the first started again.
     victim, restarted = replicas[0], replicas[1]
     async with Wrk(nginx, LOAD_SECONDS) as wrk:
-        await asyncio.sleep(4)
+        await nginx.wait_answered(BEFORE_FAULT)
         await podman("kill", "--signal", "KILL", victim.name)
         killed_at = time.perf_counter()
-        await asyncio.sleep(4)
+        await nginx.wait_answered(WHILE_DOWN)
         restarted.started = time.perf_counter()
         await podman("restart", "--time", "10", restarted.name, timeout=30)
         back = await restarted.wait_ready()
         note("podman restart -> ready again, under load", f"{back:.1f} s")
-        await asyncio.sleep(2)
+        await nginx.wait_answered(AFTER_RESTART)
         victim.started = time.perf_counter()
         await podman("start", victim.name)
         await victim.wait_ready()
@@ -536,7 +570,7 @@ async def test_three_replicas_behind_nginx(
     snapshot_file = Path(folder) / "snapshots" / "ml-latest-small.snapshot"
     first_file = identity(snapshot_file)
     async with Wrk(nginx, SWITCH_LOAD_SECONDS) as wrk:
-        await asyncio.sleep(3)
+        await nginx.wait_answered(BEFORE_FAULT)
         rebuild = asyncio.create_task(cluster.build(checksum))
         switched: dict[str, float] = {}
         renamed = 0.0
@@ -553,7 +587,7 @@ async def test_three_replicas_behind_nginx(
                 raise AssertionError("the second build failed") from rebuild.exception()
             await asyncio.sleep(0.05)
         rebuild_seconds = await rebuild
-        await asyncio.sleep(5)  # answers from the new snapshot, under the same load
+        await nginx.wait_answered(AFTER_SWITCH)  # from the new snapshot, under the same load
         wrk.stop()
         load2 = await wrk.result()
     new_ids = await snapshot_ids(replicas)

@@ -18,7 +18,7 @@ import re
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ import pytest
 import yaml
 
 from tests.conftest import IN_CI, DatasetServer, require_real_zip
-from tests.test_container import IMAGE, UID, free_port, podman, podman_sync, report
+from tests.live import free_port
+from tests.test_container import IMAGE, UID, podman, podman_sync, report
 
 pytestmark = pytest.mark.container
 
@@ -217,6 +218,16 @@ async def run_build(cluster: Played, run: str) -> tuple[str, float]:
     return built.group(1), time.perf_counter() - started
 
 
+async def poll(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> float:
+    """Await `check()` until it is true; seconds it took. Fails with `what` after `timeout`."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if await check():
+            return time.perf_counter() - started
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
 async def wait_until(
     cluster: Played, what: str, ready: Any, timeout: float = 60
 ) -> tuple[float, Any]:
@@ -240,16 +251,17 @@ async def test_the_build_job_fills_the_volume_and_a_read_only_replica_serves_it(
     # The replicas' init container waits while the volume holds no snapshot...
     await played.play("volume", played.settings, played.claim, played.wait_pod)
     waiter = f"{played.wait_pod['metadata']['name']}-wait-for-snapshot"
-    await asyncio.sleep(2)
+    waiting = "waiting for the build Job's snapshot of ml-latest-small in /app/data/snapshots"
+
+    async def has_looked() -> bool:
+        return waiting in (await podman("logs", waiter, check=False)).out
+
+    await poll(has_looked, 60, "the snapshot wait never looked for a snapshot")
     assert (await podman("inspect", "--format", "{{.State.Status}}", waiter)).out == "running"
     first, built = await run_build(played, "build")
     report(capsys, f"kube play: build Job pod wrote snapshot {first} in {built:.1f}s")
     # ...and lets the server start once the build Job has written one.
     assert (await podman("wait", waiter, timeout=30)).out == "0"
-    waited = (await podman("logs", waiter)).out
-    assert (
-        "waiting for the build Job's snapshot of ml-latest-small in /app/data/snapshots" in waited
-    )
 
     started = time.perf_counter()
     await played.play("serve", played.settings, played.deployment)

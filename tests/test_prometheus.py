@@ -17,9 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app, metrics
 from app.config import ConfigError, Settings
-from tests.conftest import make_zip, wait_until_settled
+from tests.conftest import wait_until_available, wait_until_settled
 from tests.live import Server, free_port, get, serving, wait_for
-from tests.tiny import TINY_MOVIES, TINY_RATINGS
 
 if TYPE_CHECKING:
     from quart.typing import TestClientProtocol
@@ -50,18 +49,10 @@ def scrape(server: Server, port: int) -> Samples:
     return samples(answer.body.decode())
 
 
-@pytest.fixture
-def tiny_source(tmp_path: Path) -> Path:
-    """The tiny release as a zip on disk."""
-    path = tmp_path / "ml-tiny.zip"
-    path.write_bytes(make_zip({"ratings.csv": TINY_RATINGS, "movies.csv": TINY_MOVIES}))
-    return path
-
-
-def test_two_workers_add_up_and_a_restart_is_counted(tiny_source: Path, tmp_path: Path) -> None:
+def test_two_workers_add_up_and_a_restart_is_counted(tiny_zip: Path, tmp_path: Path) -> None:
     port = free_port()
     environment = {"WORKERS": "2", "METRICS_PORT": str(port)}
-    with serving(tiny_source, tmp_path, **environment) as server:
+    with serving(tiny_zip, tmp_path, **environment) as server:
 
         def both_ready() -> bool:
             found = get(f"http://127.0.0.1:{port}/metrics")
@@ -145,8 +136,8 @@ async def test_one_process_serves_metrics_only_on_its_port(
     )
     async with app.test_app() as test_app:
         await wait_until_settled(app)
-        await app.extensions["service"].fits_done()
         client: TestClientProtocol = test_app.test_client()
+        await wait_until_available(client, {"popularity"})
         before = samples(metrics.exposition().decode())
         assert (await client.get("/api/users/1/recommendations")).status_code == 200
         assert (await client.get("/no/such/page")).status_code == 404

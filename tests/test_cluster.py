@@ -446,7 +446,7 @@ async def test_three_replicas_behind_nginx(
         build_seconds = await cluster.build()
         note("build job (movierec build, ml-latest-small)", f"{build_seconds:.1f} s")
         await wait_until_settled(single, timeout=60)
-        await asyncio.wait_for(single.extensions["service"].fits_done(), 180)
+        await asyncio.wait_for(single.extensions["service"].settled(), 180)
         client = single_app.test_client()
         expected = {path: await (await client.get(path)).get_json() for path in CASES}
         visitor = await (await client.post("/api/recommendations?n=10", json=VISITOR)).get_json()
@@ -458,7 +458,7 @@ async def test_three_replicas_behind_nginx(
     newer = create_app(Settings(source=str(newer_zip), data_dir=tmp_path / "newer-single"))
     async with newer.test_app() as newer_app:
         await wait_until_settled(newer, timeout=60)
-        await asyncio.wait_for(newer.extensions["service"].fits_done(), 180)
+        await asyncio.wait_for(newer.extensions["service"].settled(), 180)
         client = newer_app.test_client()
         expected_newer = {path: await (await client.get(path)).get_json() for path in CASES}
         newer_ratings = (await (await client.get("/api/status")).get_json())["ratings"]

@@ -251,7 +251,7 @@ async def test_recommends_what_the_app_computes_outside(
     outside = create_app(Settings(source=str(require_real_zip()), data_dir=tmp_path / "data"))
     async with outside.test_app() as test_app:
         await wait_until_settled(outside, timeout=60)
-        await asyncio.wait_for(outside.extensions["service"].fits_done(), 120)
+        await asyncio.wait_for(outside.extensions["service"].settled(), 120)
         client = test_app.test_client()
         for _ in range(600):  # every algorithm fitted inside too, so both sides can answer
             status, body = await container.get("/api/algorithms")

@@ -145,7 +145,7 @@ async def test_one_process_serves_metrics_only_on_its_port(
     )
     async with app.test_app() as test_app:
         await wait_until_settled(app)
-        await app.extensions["service"].fits_done()
+        await app.extensions["service"].settled()
         client: TestClientProtocol = test_app.test_client()
         before = samples(metrics.exposition().decode())
         assert (await client.get("/api/users/1/recommendations")).status_code == 200

@@ -77,6 +77,11 @@ class DatasetError(Exception):
 
     hint = "Point MOVIELENS_SOURCE at an intact MovieLens release."
 
+    @property
+    def public(self) -> str:
+        """The message clients may read."""
+        return str(self)
+
 
 @dataclass(frozen=True)
 class Dataset:

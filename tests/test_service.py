@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from app.config import Settings
-from app.engine import NotReady, Service, State
+from app.config import ALL_ALGORITHMS, Settings
+from app.engine import Availability, NotReady, Service, State
 from app.engine.build import build_snapshot
 from tests.conftest import DatasetServer
 
@@ -205,3 +205,31 @@ async def test_a_zero_sized_cache_keeps_nothing(settings: Settings, tiny_zip: Pa
     assert (await service.recommend(1, n=3, k=2)).value is not first
     info = service.cache_info()
     assert (info.entries, info.capacity, info.hits) == (0, 0, 0)
+
+
+async def test_without_a_snapshot_the_other_algorithms_say_why_they_are_unavailable(
+    settings: Settings, tiny_zip: Path
+) -> None:
+    every = settings.replace(source=str(tiny_zip), algorithms=ALL_ALGORITHMS)
+    (every.data_dir / "snapshots" / "ml-tiny.snapshot").mkdir(parents=True)  # in the way
+    service = await built(every)
+    await service.settled(10)  # nothing is built in the server's threads: nothing to wait for
+    listed = {a.name: a for a in service.algorithms()}
+    assert listed["original"].availability is Availability.READY
+    ease = listed["ease"]
+    assert ease.availability is Availability.UNAVAILABLE and "movierec build" in ease.reason
+    answer = (await service.recommend(1, n=3, k=2)).value
+    assert answer.algorithm == "original" and "not available here" in answer.note
+    await service.stop()
+
+
+async def test_loaded_and_settled_wait_for_the_model(settings: Settings, tiny_zip: Path) -> None:
+    service = Service(settings.replace(source=str(tiny_zip)))
+    with pytest.raises(TimeoutError):
+        await service.loaded(0.05)  # not started: nothing arrives
+    service.start()
+    started = time.monotonic()
+    await service.loaded(30)
+    assert service.ready and time.monotonic() - started < 5
+    await service.settled(0.05)  # only the original is enabled: settled once loaded
+    await service.stop()

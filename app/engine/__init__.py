@@ -19,7 +19,7 @@ from app.engine.queries import (
     InvalidRatings,
     Ratings,
 )
-from app.engine.service import FROM_USER_LIMIT, Present, Reply, Service, Visit, VisitRequest
+from app.engine.service import Present, Reply, Service
 from app.engine.status import (
     AlgorithmStatus,
     AlgorithmUnavailable,
@@ -29,6 +29,7 @@ from app.engine.status import (
     Status,
     UnknownAlgorithm,
 )
+from app.engine.visits import FROM_USER_LIMIT, Visit, VisitRequest
 from app.recommender import Neighbour, UnknownUser
 
 __all__ = [

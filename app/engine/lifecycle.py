@@ -108,7 +108,7 @@ class Lifecycle:
 
         Requests already running keep the model they chose (their Choice holds it).
         """
-        availability = {name: self._initial(name, model) for name in ALGORITHMS}
+        availability = {name: availability_of(self.settings, name, model) for name in ALGORITHMS}
         if seconds_to_ready is None:  # a switch: the time to the first model stays
             seconds_to_ready = self.state.status.seconds_to_ready
         status = Status(
@@ -149,20 +149,6 @@ class Lifecycle:
         )
         self.serve(model, elapsed)
 
-    def _initial(self, name: str, model: Model) -> AlgorithmStatus:
-        """Where `name` is with this model: fitted, left out and why, or to be built."""
-        if name in model.algorithms:
-            return algorithm_status(name, Availability.READY)
-        if not self.settings.enabled(name):
-            return algorithm_status(name, Availability.UNAVAILABLE, NOT_ENABLED)
-        fits = {fit.name: fit for fit in model.manifest.fits} if model.manifest else {}
-        fit = fits.get(name)
-        if fit and fit.reason and fit.params == new_algorithm(self.settings, name).params():
-            return algorithm_status(name, Availability.UNAVAILABLE, fit.reason)
-        if model.path is None:
-            return algorithm_status(name, Availability.UNAVAILABLE, NO_SNAPSHOT)
-        return algorithm_status(name, Availability.PREPARING)
-
     async def _complete(self, model: Model) -> None:
         """Have the child build what `model` lacks: this worker's turn, or another's.
 
@@ -184,7 +170,7 @@ class Lifecycle:
 
     async def _child_build(self) -> None:
         """Run the child build; on failure say so and schedule the next try."""
-        code = await self._run_child()
+        code = await run_build_child(self.settings)
         if code == 0:
             # The reloader maps its snapshot within a second.
             self._failures = 0
@@ -203,33 +189,6 @@ class Lifecycle:
         }
         self.state.publish(availability=failed)
         self._retrying = self._task(self._after(pause), "engine-retry")
-
-    async def _run_child(self) -> int:
-        """`python -m app build` with these settings, niced; its log lines join the server's."""
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "app",
-            "build",
-            # Without the workers' metrics folder: the build serves no requests.
-            env={
-                **{k: v for k, v in os.environ.items() if k != metrics.MULTIPROC_ENV},
-                **self.settings.as_environ(),
-            },
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        # After requests: the build must not take the cores from them. (Set from here rather
-        # than in the child before exec, which is unsafe in a process with threads.)
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, process.pid, BUILD_NICENESS)
-        try:
-            return await process.wait()
-        except asyncio.CancelledError:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            await asyncio.shield(process.wait())
-            raise
 
     def _progress(self, phase: str, done: int, total: int | None) -> None:
         self.state.publish(Status(State.LOADING, phase, done, total))
@@ -257,6 +216,49 @@ class Lifecycle:
     @staticmethod
     def _task(work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(work, name=name)
+
+
+def availability_of(settings: Settings, name: str, model: Model) -> AlgorithmStatus:
+    """Where `name` is with this model: fitted, left out and why, or to be built."""
+    if name in model.algorithms:
+        return algorithm_status(name, Availability.READY)
+    if not settings.enabled(name):
+        return algorithm_status(name, Availability.UNAVAILABLE, NOT_ENABLED)
+    fits = {fit.name: fit for fit in model.manifest.fits} if model.manifest else {}
+    fit = fits.get(name)
+    if fit and fit.reason and fit.params == new_algorithm(settings, name).params():
+        return algorithm_status(name, Availability.UNAVAILABLE, fit.reason)
+    if model.path is None:
+        return algorithm_status(name, Availability.UNAVAILABLE, NO_SNAPSHOT)
+    return algorithm_status(name, Availability.PREPARING)
+
+
+async def run_build_child(settings: Settings) -> int:
+    """`python -m app build` with these settings, niced; its log lines join the server's."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app",
+        "build",
+        # Without the workers' metrics folder: the build serves no requests.
+        env={
+            **{k: v for k, v in os.environ.items() if k != metrics.MULTIPROC_ENV},
+            **settings.as_environ(),
+        },
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    # After requests: the build must not take the cores from them. (Set from here rather
+    # than in the child before exec, which is unsafe in a process with threads.)
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, process.pid, BUILD_NICENESS)
+    try:
+        return await process.wait()
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        await asyncio.shield(process.wait())
+        raise
 
 
 def _freeze_what_lives() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from app import metrics
@@ -22,14 +22,10 @@ from app.engine.answers import Recommendations
 from app.engine.cache import CacheInfo, Kept, LRUCache, entry_bytes
 from app.engine.choice import Choice
 from app.engine.engine import Engine
-from app.engine.queries import DEFAULT_K, DEFAULT_N, NO_FILTERS, Filters, InvalidRatings, Ratings
-from app.engine.status import (
-    AlgorithmStatus,
-    AlgorithmUnavailable,
-    Status,
-    UnknownAlgorithm,
-)
-from app.recommender import Neighbour, UnknownUser
+from app.engine.queries import DEFAULT_K, DEFAULT_N, NO_FILTERS, Filters, Ratings
+from app.engine.status import AlgorithmStatus, Status
+from app.engine.visits import STARTERS, Visit, VisitRequest, make_visit
+from app.recommender import Neighbour, Profile
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -38,10 +34,6 @@ Present = Callable[[Recommendations], str]
 """Makes the HTML of an answer (the web layer's fragment); run in the answer's worker thread."""
 
 EVALUATION_DIR = "evaluation"
-STARTERS = 24
-"""Well-known films the rating page offers before anything is searched."""
-FROM_USER_LIMIT = 100
-"""Most of a MovieLens user's ratings a visitor starts from (their highest)."""
 SETTLE_SECONDS = 300.0
 
 
@@ -51,39 +43,6 @@ class Reply(Generic[T]):
 
     value: T
     html: str | None = None
-
-
-@dataclass(frozen=True)
-class VisitRequest:
-    """What the rating page asks: the ratings kept so far and one change to them.
-
-    `from_user` replaces the ratings with a MovieLens user's; `set` rates a film (or changes
-    its rating); `remove` drops one. They apply in that order.
-    """
-
-    ratings: Sequence[tuple[int, float]] = ()
-    from_user: int | None = None
-    set: tuple[int, float] | None = None
-    remove: int | None = None
-    n: int = DEFAULT_N
-    k: int = DEFAULT_K
-    algorithm: str | None = None
-    filters: Filters = NO_FILTERS
-
-
-@dataclass(frozen=True)
-class Visit:
-    """Everything the rating page shows; `error` is what stopped it going further, if anything."""
-
-    ratings: Ratings = field(default_factory=lambda: Ratings((), ()))
-    rated: list[tuple[Movie, float]] = field(default_factory=list)
-    starters: list[Movie] = field(default_factory=list)
-    results: Recommendations | None = None
-    error: Exception | None = None
-
-
-VISIT_ERRORS = (InvalidRatings, UnknownUser, UnknownAlgorithm, AlgorithmUnavailable)
-"""What a visit shows beside its ratings rather than failing."""
 
 
 class Service:
@@ -162,17 +121,7 @@ class Service:
         key = self._key(choice, user_id, n, k, filters)
 
         def answer() -> Recommendations:
-            with metrics.RECOMMEND_SECONDS.labels(choice.algorithm.name).time():
-                profile = choice.model.profile_of(user_id)
-                return choice.model.recommend(
-                    choice.algorithm,
-                    profile,
-                    user_id=user_id,
-                    n=n,
-                    k=k,
-                    filters=filters,
-                    note=choice.note,
-                )
+            return _answer(choice, choice.model.profile_of(user_id), user_id, n, k, filters)
 
         return await self._cached(key, answer, presented)
 
@@ -231,30 +180,11 @@ class Service:
         return await asyncio.to_thread(read_latest, self.settings.data_dir / EVALUATION_DIR)
 
     def _visit(self, asked: VisitRequest) -> Visit:
-        model = self._engine.model
-        starters = model.starter_movies(STARTERS)
-        try:
-            pairs = list(asked.ratings)
-            if asked.from_user is not None:
-                pairs = model.user_ratings(asked.from_user, FROM_USER_LIMIT)
-            if asked.set is not None:
-                movie_id = asked.set[0]
-                pairs = [*(p for p in pairs if p[0] != movie_id), asked.set]
-            if asked.remove is not None:
-                pairs = [p for p in pairs if p[0] != asked.remove]
-            ratings = model.check_ratings(pairs)
-        except VISIT_ERRORS as exc:
-            return Visit(starters=starters, error=exc)
-        rated = list(zip(model.movies(ratings.movie_ids), ratings.values, strict=True))
-        visit = Visit(ratings, rated, starters)
-        if not len(ratings):
-            return visit
-        try:
+        def recommend(ratings: Ratings) -> Recommendations:
             choice = self._engine.choose_for_visitor(asked.algorithm, len(ratings))
-            results, _ = self._for_ratings(choice, ratings.pairs(), asked.n, asked.k, asked.filters)
-        except VISIT_ERRORS as exc:
-            return Visit(ratings, rated, starters, error=exc)
-        return Visit(ratings, rated, starters, results)
+            return self._for_ratings(choice, ratings.pairs(), asked.n, asked.k, asked.filters)[0]
+
+        return make_visit(self._engine.model, asked, recommend)
 
     def _for_ratings(
         self,
@@ -271,16 +201,7 @@ class Service:
         kept = self._answers.get(key)
         metrics.answer_cache(kept is not None)
         if kept is None:
-            with metrics.RECOMMEND_SECONDS.labels(choice.algorithm.name).time():
-                answer = choice.model.recommend(
-                    choice.algorithm,
-                    choice.model.profile_for(ratings),
-                    user_id=None,
-                    n=n,
-                    k=k,
-                    filters=filters,
-                    note=choice.note,
-                )
+            answer = _answer(choice, choice.model.profile_for(ratings), None, n, k, filters)
             kept = Kept(answer)
             self._answers.put(key, kept, entry_bytes(answer, None, len(ratings)))
         return kept.value, ratings
@@ -312,3 +233,19 @@ class Service:
         """`func(*args)` in a worker thread once a compute slot is free."""
         async with self._slots:
             return await asyncio.to_thread(func, *args)
+
+
+def _answer(
+    choice: Choice, profile: Profile, user_id: int | None, n: int, k: int, filters: Filters
+) -> Recommendations:
+    """The chosen algorithm's recommendations for `profile`, timed (blocking)."""
+    with metrics.RECOMMEND_SECONDS.labels(choice.algorithm.name).time():
+        return choice.model.recommend(
+            choice.algorithm,
+            profile,
+            user_id=user_id,
+            n=n,
+            k=k,
+            filters=filters,
+            note=choice.note,
+        )

@@ -8,6 +8,7 @@ from app.data.catalogue import Movie
 from app.engine.answers import Because, MovieResult, Recommendations
 from app.engine.cache import CacheInfo
 from app.engine.choice import check_algorithms
+from app.engine.engine import Engine
 from app.engine.queries import (
     DEFAULT_K,
     DEFAULT_N,
@@ -45,6 +46,7 @@ __all__ = [
     "Availability",
     "Because",
     "CacheInfo",
+    "Engine",
     "Filters",
     "InvalidRatings",
     "Movie",

@@ -32,5 +32,6 @@ def create_app(settings: Settings | None = None) -> Quart:
         __name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static")
     )
     access_log = settings.access_log or settings.log_level == "DEBUG"
-    web.install(app, Service(settings), settings.metrics_port, access_log)
+    service = Service(settings, present=web.pages.results_fragment)
+    web.install(app, service, settings.metrics_port, access_log)
     return app

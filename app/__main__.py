@@ -108,7 +108,7 @@ def evaluate(
 ) -> int:
     """Run the offline evaluation and print its table; reports go to --out."""
     from app.data.movielens import DatasetError
-    from app.engine.policy import VISITOR_POLICY
+    from app.engine.choice import VISITOR_POLICY
     from app.evaluation.command import Options, candidates, run
 
     algorithms = tuple(name.strip() for name in options.algorithms.split(",") if name.strip())

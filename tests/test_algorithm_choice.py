@@ -1,8 +1,11 @@
-"""Choosing an algorithm: the engine fits them in the background, the page and API offer them."""
+"""Choosing an algorithm: a child build prepares them in the background, the page and API offer
+them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from selectolax.lexbor import LexborHTMLParser
 from app import create_app
 from app.config import ALL_ALGORITHMS, Settings
 from app.engine import AlgorithmUnavailable, Availability, Service
+from app.engine.build import build_snapshot
 from app.recommender import ALGORITHMS, DEFAULT_ALGORITHM, OriginalUserKNN
 from tests.conftest import wait_until_settled
 
@@ -27,8 +31,8 @@ def every(settings: Settings, tiny_zip: Path) -> Settings:
 async def fitted(settings: Settings) -> Service:
     """A Service with its model built and every enabled algorithm fitted or left out."""
     service = Service(settings)
-    await service.engine.build()
-    await service.fits_done()
+    service.start()
+    await service.settled()
     return service
 
 
@@ -39,8 +43,9 @@ async def parsed(response: Response) -> LexborHTMLParser:
 
 async def test_the_original_serves_while_the_others_are_prepared(every: Settings) -> None:
     service = Service(every)
-    await service.engine.build()
-    # The fits run in a background task that has not had a turn yet.
+    service.start()
+    await service.loaded()
+    # The child build has only just started.
     statuses = {a.name: a.availability for a in service.algorithms()}
     assert statuses["original"] is Availability.READY
     assert statuses[DEFAULT_ALGORITHM] is Availability.PREPARING
@@ -48,7 +53,7 @@ async def test_the_original_serves_while_the_others_are_prepared(every: Settings
         await service.recommend(1, algorithm=DEFAULT_ALGORITHM)
     interim = (await service.recommend(1, n=3, k=2)).value
     assert interim.algorithm == "original" and "still being prepared" in interim.note
-    await service.fits_done()
+    await service.settled()
     assert {a.availability for a in service.algorithms()} == {Availability.READY}
     answer = (await service.recommend(1, n=3, k=2)).value
     assert answer.algorithm == DEFAULT_ALGORITHM and answer.note == ""
@@ -131,7 +136,7 @@ async def every_client(every: Settings) -> AsyncIterator[Client]:
     async with app.test_app() as test_app:
         await wait_until_settled(app)
         service: Service = app.extensions["service"]
-        await service.fits_done()
+        await service.settled()
         yield test_app.test_client()
 
 
@@ -193,6 +198,20 @@ async def test_the_form_offers_every_algorithm_and_keeps_the_choice(
     assert any("Rated by" in r and "% of users" in r for r in reasons)  # the popularity reason
 
 
+async def newer_snapshot(service: Service) -> None:
+    """Publish a newer snapshot of the same data, as a build job would, and wait for the switch."""
+    before = service.status.snapshot_id
+    await asyncio.to_thread(build_snapshot, service.settings, list(ALGORITHMS), None, quiet)
+    deadline = time.monotonic() + 10
+    while service.status.snapshot_id == before:
+        assert time.monotonic() < deadline, "the service did not switch to the newer snapshot"
+        await asyncio.sleep(0.05)
+
+
+def quiet(what: str, done: int, total: int | None) -> None:
+    """A progress callback that shows nothing."""
+
+
 def evaluation_summary(page: LexborHTMLParser) -> str:
     """The About page's line naming the dataset evaluated and who ran it."""
     summary = page.css_first("section[aria-labelledby=eval-title] > p")
@@ -245,7 +264,7 @@ async def test_a_repeated_fragment_is_served_from_the_cache_until_the_model_chan
     async with app.test_app() as test_app:
         await wait_until_settled(app)
         service: Service = app.extensions["service"]
-        await service.fits_done()
+        await service.settled()
         client = test_app.test_client()
         headers = {"HX-Request": "true"}
         path = "/?user_id=1&n=3&k=2&algorithm=original"
@@ -263,7 +282,7 @@ async def test_a_repeated_fragment_is_served_from_the_cache_until_the_model_chan
         assert again.hits > kept.hits and again.misses == kept.misses
         assert again.entries == kept.entries
 
-        await service.engine.build()  # a new model (mapped again): a new generation
+        await newer_snapshot(service)  # a new model (mapped again): a new generation
         assert await (await client.get(path, headers=headers)).get_data() == first
         fresh = service.cache_info()
         assert fresh.entries > again.entries and fresh.misses > again.misses

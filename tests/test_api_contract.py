@@ -192,7 +192,7 @@ async def test_ratings_only_of_films_nobody_rated_get_an_answer(
     app = create_app(settings.replace(source=str(tiny_zip), algorithms=(algorithm,)))
     async with app.test_app() as test_app:
         await wait_until_settled(app)
-        await app.extensions["service"].fits_done()
+        await app.extensions["service"].settled()
         # Film 60 is in the catalogue, so the ratings are valid, but nobody rated it.
         response = await test_app.test_client().post(
             f"/api/recommendations?algorithm={algorithm}",

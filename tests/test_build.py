@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,31 +55,49 @@ def test_build_writes_every_fitted_algorithm_with_a_manifest(every: Settings) ->
     assert written == manifest
 
 
-async def test_a_server_on_a_complete_snapshot_fits_nothing(every: Settings) -> None:
+async def started(settings: Settings) -> Service:
+    """A started Service with its model served."""
+    service = Service(settings)
+    service.start()
+    await service.loaded(60)
+    assert service.ready, service.status
+    return service
+
+
+async def test_a_server_on_a_complete_snapshot_builds_nothing(every: Settings) -> None:
     # `movierec build` runs its own event loop: here, in a thread beside the test's.
-    await asyncio.to_thread(build_snapshot, every, list(ALGORITHMS), None, quiet)
+    built = await asyncio.to_thread(build_snapshot, every, list(ALGORITHMS), None, quiet)
+    expected = {
+        name: await asyncio.to_thread(fit_and_recommend, every, name, user_id=1, n=3, k=2)
+        for name in ALGORITHMS
+    }
     for attempt in ("first worker", "second worker", "after a restart"):
-        service = Service(every)
-        await service.engine.build()
+        service = await started(every)
         assert {a.availability for a in service.algorithms()} == {Availability.READY}, attempt
-        await service.fits_done()
-        assert (service.engine.fits_run, service.engine.builds_started) == (0, 0), attempt
+        # The snapshot served is the one the build job wrote: no build of its own.
+        assert service.status.snapshot_id == built.build_id, attempt
         # What the snapshot holds answers exactly as a fit made here would.
-        model = service.engine.model
         for name in ALGORITHMS:
-            fitted_here = new_algorithm(every, name).fit(model.matrix)
-            expected = model.recommend(fitted_here, model.profile_of(1), user_id=1, n=3, k=2)
             mapped = (await service.recommend(1, n=3, k=2, algorithm=name)).value
-            assert mapped == expected, name
+            assert [m.movie_id for m in mapped.movies] == expected[name], name
         await service.stop()
+
+
+def fit_and_recommend(settings: Settings, name: str, user_id: int, n: int, k: int) -> list[int]:
+    """The films `name`, fitted here on the release itself, recommends to `user_id`."""
+    fresh = settings.replace(data_dir=settings.data_dir.with_name("fresh"))
+    build_snapshot(fresh, ["original"], None, quiet)
+    model = map_snapshot(fresh, fresh.data_dir / "snapshots" / "ml-tiny.snapshot", {})
+    algorithm = new_algorithm(settings, name).fit(model.matrix)
+    answer = model.recommend(algorithm, model.profile_of(user_id), user_id=user_id, n=n, k=k)
+    return [m.movie_id for m in answer.movies]
 
 
 async def test_a_snapshot_built_from_new_data_is_switched_to_without_a_restart(
     every: Settings, tmp_path: Path
 ) -> None:
     await asyncio.to_thread(build_snapshot, every, list(ALGORITHMS), None, quiet)
-    service = Service(every)
-    await service.engine.build()
+    service = await started(every)
     before = service.status
     first = (await service.recommend(1, n=3, k=2, algorithm="popularity")).value
     # A build job elsewhere publishes the same release from a new download: user 5 joins
@@ -107,29 +126,76 @@ async def test_a_snapshot_built_from_new_data_is_switched_to_without_a_restart(
     assert after.snapshot_algorithms == tuple(ALGORITHMS)
     again = (await service.recommend(1, n=3, k=2, algorithm="popularity")).value
     assert 60 not in [m.movie_id for m in first.movies] and again.movies[0].movie_id == 60
-    assert service.engine.fits_run == 0
     await service.stop()
 
 
 async def test_without_a_complete_snapshot_a_child_process_builds_one(every: Settings) -> None:
-    first = Service(every)
-    await first.engine.build()
+    first = await started(every)
     assert {a.name for a in first.algorithms() if a.availability is Availability.READY} == {
         "original"
     }
-    await first.fits_done()  # the child's snapshot, mapped by the watcher
+    assert first.status.snapshot_algorithms == ()  # the matrix alone, written by this server
+    await first.settled()  # the child's snapshot, mapped by the watcher
     assert {a.availability for a in first.algorithms()} == {Availability.READY}
-    assert (first.engine.builds_started, first.engine.fits_run) == (1, 0)
     assert first.status.snapshot_algorithms == tuple(ALGORITHMS)
+    child_built = first.status.snapshot_id
+    # A second worker maps the child's snapshot: no second build.
+    second = await started(every)
+    await second.settled()
+    assert second.status.snapshot_id == child_built
+    for service in (first, second):
+        await service.stop()
     # A fit made with other settings is not taken from the snapshot: it is built again.
-    other = Service(every.replace(ease_memory_budget=100 << 20))
-    await other.engine.build()
+    other = await started(every.replace(ease_memory_budget=100 << 20))
     ease = next(a for a in other.algorithms() if a.name == "ease")
     assert ease.availability is Availability.PREPARING
-    await other.fits_done()
-    assert other.engine.builds_started == 1
-    for service in (first, other):
-        await service.stop()
+    await other.settled()
+    assert {a.availability for a in other.algorithms()} == {Availability.READY}
+    assert other.status.snapshot_id != child_built
+    await other.stop()
+
+
+async def test_a_failed_child_build_is_retried_and_post_retry_starts_one_at_once(
+    every: Settings,
+) -> None:
+    service = await started(every.replace(retry_backoff=60.0))
+    path = every.data_dir / "snapshots" / "ml-tiny.snapshot"
+    # DATA_DIR cannot take the child's snapshot: a folder stands where it must be renamed.
+    path.unlink()
+    (path / "in-the-way").mkdir(parents=True)
+    await service.settled()
+    ease = next(a for a in service.algorithms() if a.name == "ease")
+    assert ease.availability is Availability.UNAVAILABLE and "build failed" in ease.reason
+    assert service.status.snapshot_algorithms == ()
+    # Freed again; the next try is a minute away, but a retry starts it now.
+    (path / "in-the-way").rmdir()
+    path.rmdir()
+    service.retry()
+    ease = next(a for a in service.algorithms() if a.name == "ease")
+    assert ease.availability is Availability.PREPARING
+    await service.settled()
+    assert {a.availability for a in service.algorithms()} == {Availability.READY}
+    assert service.status.snapshot_algorithms == tuple(ALGORITHMS)
+    await service.stop()
+
+
+async def test_a_failed_child_build_is_retried_by_itself_after_a_pause(every: Settings) -> None:
+    service = await started(every.replace(retry_backoff=0.5))
+    path = every.data_dir / "snapshots" / "ml-tiny.snapshot"
+    path.unlink()
+    (path / "in-the-way").mkdir(parents=True)
+    await service.settled()
+    assert {a.availability for a in service.algorithms() if a.name != "original"} == {
+        Availability.UNAVAILABLE
+    }
+    (path / "in-the-way").rmdir()
+    path.rmdir()
+    deadline = time.monotonic() + 60
+    while service.status.snapshot_algorithms != tuple(ALGORITHMS):
+        assert time.monotonic() < deadline, "the failed build was not tried again"
+        await asyncio.sleep(0.1)
+    assert {a.availability for a in service.algorithms()} == {Availability.READY}
+    await service.stop()
 
 
 def test_the_build_command_prints_its_table_and_a_dry_run_fits_nothing(
@@ -150,6 +216,16 @@ def test_the_build_command_prints_its_table_and_a_dry_run_fits_nothing(
         "original",
         "ease",
     ]
+
+
+def wait_for_answers(answered: Callable[[], int], more: int, timeout: float = 30) -> int:
+    """Wait until the load has had `more` answers from now; how many there were before."""
+    start = answered()
+    deadline = time.monotonic() + timeout
+    while answered() < start + more:
+        assert time.monotonic() < deadline, "the load got no answers"
+        time.sleep(0.05)
+    return start
 
 
 def test_a_new_snapshot_is_picked_up_under_load_without_a_failed_request(
@@ -196,9 +272,8 @@ def test_a_new_snapshot_is_picked_up_under_load_without_a_failed_request(
         clients = [threading.Thread(target=load) for _ in range(4)]
         for client in clients:
             client.start()
-        time.sleep(0.5)
-        build_snapshot(every, ["original", "popularity"], None, quiet)
-        after = read_manifest(every, every.data_dir / "snapshots" / "ml-tiny.snapshot").build_id
+        served_before = wait_for_answers(lambda: answered, 20)
+        after = build_snapshot(every, ["original", "popularity"], None, quiet).build_id
         assert after != before
         # Each new connection may reach either worker: all must serve the new snapshot.
         switched = time.monotonic() + 10
@@ -207,11 +282,11 @@ def test_a_new_snapshot_is_picked_up_under_load_without_a_failed_request(
         ):
             assert time.monotonic() < switched, "the workers did not switch"
             time.sleep(0.2)
-        time.sleep(0.5)
+        wait_for_answers(lambda: answered, 20)  # and more after the switch
         stop.set()
         for client in clients:
             client.join(timeout=10)
-        assert answered > 20 and failures == []
+        assert answered > served_before + 20 and failures == []
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=15)

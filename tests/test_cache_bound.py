@@ -13,10 +13,12 @@ async def test_the_answer_cache_is_bounded_in_bytes(settings: Settings, tiny_zip
     service = Service(
         settings.replace(source=str(tiny_zip), result_cache=4096, result_cache_bytes=limit)
     )
-    await service.engine.build()
+    service.start()
+    await service.loaded()
     for n in range(1, 6):
         for first in (10, 20, 30, 40, 50):
             await service.recommend_for_ratings([(first, 4.5), (60, 3.0)], n=n, k=2)
     info = service.cache_info()
     assert 0 < info.bytes <= limit and info.max_bytes == limit
     assert info.entries < 25  # some were let go to stay within the bytes
+    await service.stop()

@@ -10,23 +10,29 @@ import numpy as np
 
 from app.config import Settings
 from app.data import snapshot as snapshot_file
-from app.engine import Engine, Service, State
+from app.engine import Service, State
+
+
+async def loaded(settings: Settings) -> Service:
+    """A Service started on `settings`, once its model is served or its load has failed."""
+    service = Service(settings)
+    service.start()
+    await service.loaded()
+    return service
 
 
 async def test_a_same_size_edit_of_the_ratings_is_undone(
     settings: Settings, tiny_zip: Path
 ) -> None:
     settings = settings.replace(source=str(tiny_zip))
-    first = Service(settings)
-    await first.engine.build()
+    first = await loaded(settings)
     before = (await first.recommend(1, n=3, k=2)).value
     ratings = settings.data_dir / "ml-tiny" / "ml-tiny" / "ratings.csv"
     text = ratings.read_text()
     edited = text.replace("2,30,5.0", "2,30,1.0")
     assert edited != text and len(edited) == len(text)
     ratings.write_text(edited)
-    second = Service(settings)
-    await second.engine.build()
+    second = await loaded(settings)
     assert second.ready
     assert (await second.recommend(1, n=3, k=2)).value == before
     assert ratings.read_text() == text
@@ -36,8 +42,7 @@ async def test_same_size_garbage_in_the_extracted_files_is_recovered(
     settings: Settings, tiny_zip: Path
 ) -> None:
     settings = settings.replace(source=str(tiny_zip))
-    first = Engine(settings)
-    await first.build()
+    first = await loaded(settings)
     assert first.ready
     ratings = settings.data_dir / "ml-tiny" / "ml-tiny" / "ratings.csv"
     text = ratings.read_bytes()
@@ -46,8 +51,7 @@ async def test_same_size_garbage_in_the_extracted_files_is_recovered(
     os.utime(ratings, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with its time kept
     for snapshot in (settings.data_dir / "snapshots").iterdir():
         snapshot.unlink()
-    second = Engine(settings)
-    await second.build()
+    second = await loaded(settings)
     assert second.status.state is State.READY, second.status
     assert ratings.read_bytes() == text
 
@@ -61,9 +65,8 @@ async def test_leftovers_of_interrupted_work_are_removed(
     (data / ".ml-tiny.zip.4567.part").write_bytes(b"half a download")
     (data / "snapshots").mkdir(parents=True)
     (data / "snapshots" / ".ml-tiny.snapshot.89ab.part").write_bytes(b"half a snapshot")
-    engine = Engine(settings)
-    await engine.build()
-    assert engine.ready
+    service = await loaded(settings)
+    assert service.ready
     assert not list(data.glob(".*.tmp")) and not list(data.glob(".*.part"))
     assert not list((data / "snapshots").glob(".*.part"))
     assert list((data / "snapshots").glob("*.snapshot")), "the build wrote its own snapshot"

@@ -15,7 +15,7 @@ from selectolax.lexbor import LexborHTMLParser
 from sklearn.metrics.pairwise import cosine_similarity
 
 from app.config import ALL_ALGORITHMS, Settings
-from app.engine import MAX_RATINGS, Filters, InvalidRatings, Service
+from app.engine import MAX_RATINGS, Filters, InvalidRatings, Service, VisitRequest
 from app.recommender import ALGORITHMS
 from tests.conftest import TINY_RATINGS
 
@@ -44,8 +44,8 @@ def dense_new_row(ratings: pd.DataFrame, given: dict[int, float], n: int, k: int
 async def service(settings: Settings, tiny_zip: Path) -> Service:
     """The tiny release with every algorithm fitted."""
     service = Service(settings.replace(source=str(tiny_zip), algorithms=ALL_ALGORITHMS))
-    await service.engine.build()
-    await service.fits_done()
+    service.start()
+    await service.settled()
     return service
 
 
@@ -137,24 +137,23 @@ async def test_filters_keep_the_algorithms_order(service: Service) -> None:
 
 
 async def test_search_handles_case_accents_articles_and_years(service: Service) -> None:
-    model = service.engine.model
+    async def titles(query: str) -> list[str]:
+        return [m.title for m in await service.search_movies(query, 20)]
 
-    def titles(query: str) -> list[str]:
-        return [m.title for m in model.search_movies(query, 20)]
-
-    assert titles("american president") == ["The American President"]
-    assert titles("The American President") == ["The American President"]
-    assert titles("AMÉRICAN") == ["The American President"]
-    assert titles("american president, the") == ["The American President"]  # as MovieLens files it
-    assert titles("heat 1995") == ["Heat"] and titles("heat 2001") == []
-    assert titles("") == [] and titles("!!!") == []
-    assert [m.movie_id for m in model.starter_movies(3)] == [10, 20, 30]  # 3, 3, 2 ratings
+    assert await titles("american president") == ["The American President"]
+    assert await titles("The American President") == ["The American President"]
+    assert await titles("AMÉRICAN") == ["The American President"]
+    # As MovieLens files it:
+    assert await titles("american president, the") == ["The American President"]
+    assert await titles("heat 1995") == ["Heat"] and await titles("heat 2001") == []
+    assert await titles("!!!") == []
+    # Nothing typed: the starters, the most rated first (3, 3, 2 ratings).
+    assert [m.movie_id for m in await service.search_movies("", 20)][:3] == [10, 20, 30]
 
 
 async def test_starting_from_a_user_copies_their_ratings(service: Service) -> None:
-    model = service.engine.model
-    assert model.user_ratings(3, limit=100) == [(10, 5.0), (50, 4.0), (40, 2.0)]
-    assert model.user_ratings(3, limit=1) == [(10, 5.0)]
+    visit = (await service.visit(VisitRequest(from_user=3))).value
+    assert dict(visit.ratings.pairs()) == {10: 5.0, 50: 4.0, 40: 2.0}
 
 
 # The JSON API

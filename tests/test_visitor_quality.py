@@ -13,7 +13,7 @@ import pytest
 import app.__main__ as cli
 from app.config import ALL_ALGORITHMS, Settings
 from app.engine import Service, VisitRequest
-from app.engine.policy import VISITOR_POLICY, visitor_step
+from app.engine.choice import VISITOR_POLICY, visitor_step
 from app.evaluation.visitor import (
     POLICY,
     PolicyStep,
@@ -151,8 +151,8 @@ async def test_a_visitor_without_a_choice_gets_the_policy_and_a_known_user_the_d
     settings: Settings, tiny_zip: Path
 ) -> None:
     service = Service(settings.replace(source=str(tiny_zip), algorithms=ALL_ALGORITHMS))
-    await service.engine.build()
-    await service.fits_done()
+    service.start()
+    await service.settled()
     pairs = [(10, 5.0), (20, 3.0)]
     answer, _ = await service.recommend_for_ratings(pairs, k=5)
     assert answer.algorithm == WeightedUserKNN.name
@@ -164,8 +164,9 @@ async def test_a_visitor_without_a_choice_gets_the_policy_and_a_known_user_the_d
     assert (chosen.algorithm, chosen.k) == (EASE.name, 5)
     known = await service.recommend(1)
     assert known.value.algorithm == EASE.name
-    assert service.engine.choose_for_visitor(None, 12).algorithm.name == EASE.name
-    assert service.engine.choose_for_visitor("original", 2).algorithm.name == "original"
+    assert visitor_step(12).algorithm == EASE.name  # the tiny release has too few films for 12
+    chosen, _ = await service.recommend_for_ratings(pairs, algorithm="original")
+    assert chosen.algorithm == "original"
     await service.stop()
 
 

@@ -1,4 +1,4 @@
-"""The engine: builds the model, keeps it, and answers through one async facade, `Service`.
+"""The engine: loads the model, keeps it, and answers through one async facade, `Service`.
 
 The web layer imports this package and nothing below it: the names here are the whole of
 what it may use.
@@ -6,7 +6,9 @@ what it may use.
 
 from app.data.catalogue import Movie
 from app.engine.answers import Because, MovieResult, Recommendations
-from app.engine.engine import Engine, check_algorithms
+from app.engine.cache import CacheInfo
+from app.engine.choice import check_algorithms
+from app.engine.engine import Engine
 from app.engine.queries import (
     DEFAULT_K,
     DEFAULT_N,
@@ -18,7 +20,7 @@ from app.engine.queries import (
     InvalidRatings,
     Ratings,
 )
-from app.engine.service import CacheInfo, Reply, Service, Visit, VisitRequest
+from app.engine.service import Present, Reply, Service
 from app.engine.status import (
     AlgorithmStatus,
     AlgorithmUnavailable,
@@ -28,11 +30,13 @@ from app.engine.status import (
     Status,
     UnknownAlgorithm,
 )
+from app.engine.visits import FROM_USER_LIMIT, Visit, VisitRequest
 from app.recommender import Neighbour, UnknownUser
 
 __all__ = [
     "DEFAULT_K",
     "DEFAULT_N",
+    "FROM_USER_LIMIT",
     "MAX_K",
     "MAX_N",
     "MAX_RATINGS",
@@ -49,6 +53,7 @@ __all__ = [
     "MovieResult",
     "Neighbour",
     "NotReady",
+    "Present",
     "Ratings",
     "Recommendations",
     "Reply",

@@ -1,8 +1,9 @@
 """The Service: the async API the web layer uses, one call per question.
 
 Each call looks in the answer cache on the event loop and otherwise moves off it once: the
-computation and, when the caller passes a `render` function, the HTML made from its result
-run together in one worker thread. At most COMPUTE_THREADS such hops run at a time; the
+computation and, when asked, the HTML made from its result (by the `present` function the
+Service is given once, at its creation) run together in one worker thread, and both are
+cached. At most COMPUTE_THREADS such hops run at a time; the
 rest wait here without a thread (NumPy and SciPy hold the GIL between array operations, so
 more threads than cores only take turns and starve the event loop).
 """
@@ -11,178 +12,95 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from app import metrics
 from app.config import Settings
 from app.data.catalogue import Movie
 from app.engine.answers import Recommendations
-from app.engine.cache import LRUCache
-from app.engine.engine import Choice, Engine
-from app.engine.queries import DEFAULT_K, DEFAULT_N, NO_FILTERS, Filters, InvalidRatings, Ratings
-from app.engine.status import (
-    AlgorithmStatus,
-    AlgorithmUnavailable,
-    Status,
-    UnknownAlgorithm,
-)
-from app.recommender import Neighbour, UnknownUser
+from app.engine.cache import CacheInfo, Kept, LRUCache, entry_bytes
+from app.engine.choice import Choice
+from app.engine.engine import Engine
+from app.engine.queries import DEFAULT_K, DEFAULT_N, NO_FILTERS, Filters, Ratings
+from app.engine.status import AlgorithmStatus, Status
+from app.engine.visits import STARTERS, Visit, VisitRequest, make_visit
+from app.recommender import Neighbour, Profile
 
 T = TypeVar("T")
 R = TypeVar("R")
 
+Present = Callable[[Recommendations], str]
+"""Makes the HTML of an answer (the web layer's fragment); run in the answer's worker thread."""
+
 EVALUATION_DIR = "evaluation"
-STARTERS = 24
-"""Well-known films the rating page offers before anything is searched."""
-FROM_USER_LIMIT = 100
-"""Most of a MovieLens user's ratings a visitor starts from (their highest)."""
+SETTLE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
 class Reply(Generic[T]):
-    """What a call answered, and the HTML rendered from it when a `render` was given."""
+    """What a call answered, and the HTML presented from it when that was asked for."""
 
     value: T
     html: str | None = None
-
-
-@dataclass(frozen=True)
-class _Kept(Generic[T]):
-    """An answer in the cache, with the HTML `render` made from it, if any."""
-
-    value: T
-    render: Callable[[T], str] | None = None
-    html: str | None = None
-
-
-# What one cache entry takes, measured with a recursive sys.getsizeof over the objects
-# (tests/test_service.py checks the estimate against it): a fixed part, each film of the
-# answer, each reason, each rating in a visitor's key, and the HTML's characters.
-ENTRY_BYTES = 2_000
-FILM_BYTES = 700
-REASON_BYTES = 400
-RATING_BYTES = 80
-
-
-def entry_bytes(answer: Recommendations, html: str | None, ratings: int = 0) -> int:
-    """About how many bytes a cached answer takes with its key."""
-    reasons = sum(len(movie.reasons) for movie in answer.movies)
-    return (
-        ENTRY_BYTES
-        + FILM_BYTES * len(answer.movies)
-        + REASON_BYTES * reasons
-        + RATING_BYTES * ratings
-        + len(html or "")
-    )
-
-
-@dataclass(frozen=True)
-class VisitRequest:
-    """What the rating page asks: the ratings kept so far and one change to them.
-
-    `from_user` replaces the ratings with a MovieLens user's; `set` rates a film (or changes
-    its rating); `remove` drops one. They apply in that order.
-    """
-
-    ratings: Sequence[tuple[int, float]] = ()
-    from_user: int | None = None
-    set: tuple[int, float] | None = None
-    remove: int | None = None
-    n: int = DEFAULT_N
-    k: int = DEFAULT_K
-    algorithm: str | None = None
-    filters: Filters = NO_FILTERS
-
-
-@dataclass(frozen=True)
-class Visit:
-    """Everything the rating page shows; `error` is what stopped it going further, if anything."""
-
-    ratings: Ratings = field(default_factory=lambda: Ratings((), ()))
-    rated: list[tuple[Movie, float]] = field(default_factory=list)
-    starters: list[Movie] = field(default_factory=list)
-    results: Recommendations | None = None
-    error: Exception | None = None
-
-
-VISIT_ERRORS = (InvalidRatings, UnknownUser, UnknownAlgorithm, AlgorithmUnavailable)
-"""What a visit shows beside its ratings rather than failing."""
-
-
-@dataclass(frozen=True)
-class CacheInfo:
-    """How the answer cache is doing: entries and bytes held (and allowed), hits and misses."""
-
-    entries: int
-    capacity: int
-    bytes: int
-    max_bytes: int
-    hits: int
-    misses: int
 
 
 class Service:
     """The web layer's one way in: status, algorithms, recommendations, the catalogue."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, present: Present | None = None) -> None:
         self.settings = settings
-        self.engine = Engine(settings)
-        # Answers (and HTML rendered from them) change only when the model does.
-        self._answers: LRUCache[_Kept[Recommendations]] = LRUCache(
-            settings.result_cache, settings.result_cache_bytes
-        )
+        self._engine = Engine(settings)
+        self._present = present
+        # Answers (and HTML presented from them) change only when the model does.
+        self._answers: LRUCache[Kept] = LRUCache(settings.result_cache, settings.result_cache_bytes)
         self._slots = asyncio.Semaphore(settings.compute_threads)
 
     @property
     def status(self) -> Status:
         """Where the engine is."""
-        return self.engine.status
+        return self._engine.status
 
     @property
     def ready(self) -> bool:
         """True once a model is being served."""
-        return self.engine.ready
+        return self._engine.ready
 
     def start(self) -> None:
-        """Start building in the background (at start-up)."""
-        self.engine.start()
+        """Load the model in the background (at start-up) and watch for newer snapshots."""
+        self._engine.start()
 
     def retry(self) -> None:
-        """Build again now after a failure, in every worker sharing DATA_DIR."""
-        self.engine.retry()
+        """Try failed builds again now, in every worker sharing DATA_DIR."""
+        self._engine.retry()
 
     async def stop(self) -> None:
         """Cancel background work (on shutdown)."""
-        await self.engine.stop()
+        await self._engine.stop()
 
-    async def fits_done(self) -> None:
-        """Wait until every enabled algorithm is fitted or left out."""
-        await self.engine.fits_done()
+    async def loaded(self, timeout: float = SETTLE_SECONDS) -> None:
+        """Wait until a model is served or its load failed (TimeoutError after `timeout`)."""
+        await self._engine.loaded(timeout)
+
+    async def settled(self, timeout: float = SETTLE_SECONDS) -> None:
+        """Wait until every enabled algorithm is ready or unavailable, or the load failed."""
+        await self._engine.settled(timeout)
 
     def algorithms(self) -> list[AlgorithmStatus]:
         """Every algorithm, described, and whether it serves."""
-        return self.engine.algorithms()
+        return self._engine.algorithms()
 
     def default_algorithm(self) -> str:
         """The algorithm a request without a choice gets now."""
-        return self.engine.default_algorithm()
+        return self._engine.default_algorithm()
 
     def genres(self) -> tuple[str, ...]:
         """Every genre in the catalogue (NotReady before the model)."""
-        return self.engine.model.genres
+        return self._engine.model.genres
 
     def cache_info(self) -> CacheInfo:
         """The answer cache's size and hit counts."""
-        answers = self._answers
-        return CacheInfo(
-            len(answers),
-            answers.size,
-            answers.bytes,
-            answers.max_bytes,
-            answers.hits,
-            answers.misses,
-        )
+        return self._answers.info()
 
     async def recommend(
         self,
@@ -191,31 +109,21 @@ class Service:
         k: int = DEFAULT_K,
         algorithm: str | None = None,
         filters: Filters = NO_FILTERS,
-        render: Callable[[Recommendations], str] | None = None,
+        presented: bool = False,
     ) -> Reply[Recommendations]:
-        """Recommendations for a known user, and `render(answer)` if given.
+        """Recommendations for a known user, with their HTML if `presented`.
 
         Without `algorithm`, the default one if it is ready, else the best that is. The
-        HTML is cached with the answer, keyed by `render`: pass a module-level function.
+        HTML is made by the Service's `present` and cached with the answer.
         UnknownUser, UnknownAlgorithm, AlgorithmUnavailable or NotReady otherwise.
         """
-        choice = self.engine.choose(algorithm)
+        choice = self._engine.choose(algorithm)
         key = self._key(choice, user_id, n, k, filters)
 
         def answer() -> Recommendations:
-            with metrics.RECOMMEND_SECONDS.labels(choice.algorithm.name).time():
-                profile = choice.model.profile_of(user_id)
-                return choice.model.recommend(
-                    choice.algorithm,
-                    profile,
-                    user_id=user_id,
-                    n=n,
-                    k=k,
-                    filters=filters,
-                    note=choice.note,
-                )
+            return _answer(choice, choice.model.profile_of(user_id), user_id, n, k, filters)
 
-        return await self._cached(key, answer, render)
+        return await self._cached(key, answer, presented)
 
     async def recommend_for_ratings(
         self,
@@ -231,13 +139,17 @@ class Service:
         user's, without a refit or a copy of the data. InvalidRatings (before any work) for
         an unknown film, a value off the half-star scale, a repeat or too many.
         """
-        choice = self.engine.choose_for_visitor(algorithm, len(pairs))
+        choice = self._engine.choose_for_visitor(algorithm, len(pairs))
         return await self._off_loop(self._for_ratings, choice, pairs, n, k, filters)
 
     async def visit(
         self, asked: VisitRequest, render: Callable[[Visit], str] | None = None
     ) -> Reply[Visit]:
-        """Apply the rating page's change, recommend from the result, and render it if asked."""
+        """Apply the rating page's change, recommend from the result, and render it if asked.
+
+        `render` is per call, unlike `present`: the page it makes depends on the request
+        (its form, the fragment or the page), and it is not cached; it runs in the same hop.
+        """
 
         def work() -> Reply[Visit]:
             visit = self._visit(asked)
@@ -247,18 +159,18 @@ class Service:
 
     async def similar_users(self, user_id: int, k: int = DEFAULT_K) -> list[Neighbour]:
         """The k users most similar to a known user."""
-        return await self._off_loop(self.engine.model.similar_users, user_id, k)
+        return await self._off_loop(self._engine.model.similar_users, user_id, k)
 
     async def search_movies(self, query: str, limit: int) -> list[Movie]:
         """Films whose title matches the words typed, best first; the starters if none."""
-        model = self.engine.model
+        model = self._engine.model
         if not query:
             return await self._off_loop(model.starter_movies, STARTERS)
         return await self._off_loop(model.search_movies, query, limit)
 
     async def check_ratings(self, pairs: Sequence[tuple[int, float]]) -> Ratings:
         """Validate ratings against the catalogue without recommending (InvalidRatings)."""
-        return await self._off_loop(self.engine.model.check_ratings, pairs)
+        return await self._off_loop(self._engine.model.check_ratings, pairs)
 
     async def evaluation(self) -> tuple[dict[str, Any], bool] | None:
         """The latest offline evaluation and whether it ran on this server's data."""
@@ -268,30 +180,11 @@ class Service:
         return await asyncio.to_thread(read_latest, self.settings.data_dir / EVALUATION_DIR)
 
     def _visit(self, asked: VisitRequest) -> Visit:
-        model = self.engine.model
-        starters = model.starter_movies(STARTERS)
-        try:
-            pairs = list(asked.ratings)
-            if asked.from_user is not None:
-                pairs = model.user_ratings(asked.from_user, FROM_USER_LIMIT)
-            if asked.set is not None:
-                movie_id = asked.set[0]
-                pairs = [*(p for p in pairs if p[0] != movie_id), asked.set]
-            if asked.remove is not None:
-                pairs = [p for p in pairs if p[0] != asked.remove]
-            ratings = model.check_ratings(pairs)
-        except VISIT_ERRORS as exc:
-            return Visit(starters=starters, error=exc)
-        rated = list(zip(model.movies(ratings.movie_ids), ratings.values, strict=True))
-        visit = Visit(ratings, rated, starters)
-        if not len(ratings):
-            return visit
-        try:
-            choice = self.engine.choose_for_visitor(asked.algorithm, len(ratings))
-            results, _ = self._for_ratings(choice, ratings.pairs(), asked.n, asked.k, asked.filters)
-        except VISIT_ERRORS as exc:
-            return Visit(ratings, rated, starters, error=exc)
-        return Visit(ratings, rated, starters, results)
+        def recommend(ratings: Ratings) -> Recommendations:
+            choice = self._engine.choose_for_visitor(asked.algorithm, len(ratings))
+            return self._for_ratings(choice, ratings.pairs(), asked.n, asked.k, asked.filters)[0]
+
+        return make_visit(self._engine.model, asked, recommend)
 
     def _for_ratings(
         self,
@@ -308,49 +201,51 @@ class Service:
         kept = self._answers.get(key)
         metrics.answer_cache(kept is not None)
         if kept is None:
-            with metrics.RECOMMEND_SECONDS.labels(choice.algorithm.name).time():
-                answer = choice.model.recommend(
-                    choice.algorithm,
-                    choice.model.profile_for(ratings),
-                    user_id=None,
-                    n=n,
-                    k=k,
-                    filters=filters,
-                    note=choice.note,
-                )
-            kept = _Kept(answer)
+            answer = _answer(choice, choice.model.profile_for(ratings), None, n, k, filters)
+            kept = Kept(answer)
             self._answers.put(key, kept, entry_bytes(answer, None, len(ratings)))
         return kept.value, ratings
 
     def _key(self, choice: Choice, who: Hashable, n: int, k: int, filters: Filters) -> Hashable:
         # k changes nothing for algorithms without a neighbourhood: one entry for all k.
         k = k if choice.algorithm.uses_k else 0
-        return (self.engine.generation, choice.algorithm.name, choice.note, who, n, k, filters)
+        return (self._engine.generation, choice.algorithm.name, choice.note, who, n, k, filters)
 
     async def _cached(
-        self,
-        key: Hashable,
-        compute: Callable[[], Recommendations],
-        render: Callable[[Recommendations], str] | None,
+        self, key: Hashable, compute: Callable[[], Recommendations], presented: bool
     ) -> Reply[Recommendations]:
         """The answer (and its HTML) from the cache, else what is missing made in one hop."""
         kept = self._answers.get(key)
         metrics.answer_cache(kept is not None)
-        if kept is not None and (render is None or kept.render is render):
-            return Reply(kept.value, kept.html if render else None)
+        present = self._present if presented else None
+        if kept is not None and (present is None or kept.html is not None):
+            return Reply(kept.value, kept.html if present else None)
 
-        def work() -> Reply[Recommendations]:
+        def work() -> Kept:
             value = kept.value if kept is not None else compute()
-            return Reply(value, render(value) if render else None)
+            return Kept(value, present(value) if present else None)
 
-        reply = await self._off_loop(work)
-        weight = (
-            entry_bytes(reply.value, reply.html) if isinstance(reply.value, Recommendations) else 0
-        )
-        self._answers.put(key, _Kept(reply.value, render, reply.html), weight)
-        return reply
+        made = await self._off_loop(work)
+        self._answers.put(key, made, entry_bytes(made.value, made.html))
+        return Reply(made.value, made.html)
 
     async def _off_loop(self, func: Callable[..., R], *args: Any) -> R:
         """`func(*args)` in a worker thread once a compute slot is free."""
         async with self._slots:
             return await asyncio.to_thread(func, *args)
+
+
+def _answer(
+    choice: Choice, profile: Profile, user_id: int | None, n: int, k: int, filters: Filters
+) -> Recommendations:
+    """The chosen algorithm's recommendations for `profile`, timed (blocking)."""
+    with metrics.RECOMMEND_SECONDS.labels(choice.algorithm.name).time():
+        return choice.model.recommend(
+            choice.algorithm,
+            profile,
+            user_id=user_id,
+            n=n,
+            k=k,
+            filters=filters,
+            note=choice.note,
+        )

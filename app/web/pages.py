@@ -28,7 +28,7 @@ FORM_FIELDS = ("user_id", "n", "k", "algorithm")
 
 
 def results_fragment(results: Recommendations) -> str:
-    """The results a search swaps in (rendered in the Service's worker thread, and cached)."""
+    """The results a search swaps in: the Service's `present`, made in its worker thread."""
     return render("partials/_results.html", results=results, error=None, fragment=True)
 
 
@@ -48,7 +48,7 @@ async def index() -> tuple[str, int, dict[str, str]]:
                 query.n,
                 query.k,
                 query.algorithm,
-                render=results_fragment if fragment else None,
+                presented=fragment,
             )
             if query
             else None

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from quart import Blueprint, Response, url_for
 
-from app.engine import InvalidRatings, Ratings, Visit, VisitRequest
+from app.engine import FROM_USER_LIMIT, InvalidRatings, Ratings, Visit, VisitRequest
 from app.web.errors import problem
 from app.web.params import InvalidInput, parse_rating_list, parse_visit
 from app.web.shared import (
@@ -32,8 +32,6 @@ bp = Blueprint("visitor", __name__)
 # What the address keeps; a star control's set= and a remove= are applied, not kept.
 KEPT = ("r", "n", "k", "algorithm", "genre", "year_from", "year_to")
 SEARCH_LIMIT = 20
-# How many of a MovieLens user's ratings the engine loads (its FROM_USER_LIMIT): the page says so.
-FROM_USER_KEPT = 100
 MAX_QUERY = 100
 
 
@@ -114,7 +112,7 @@ def _context(visit: Visit, form: dict[str, str], invalid: InvalidInput | None) -
         "error": told.message if told else None,
         "error_field": told.field if told else None,
         "limits": LIMITS,
-        "from_user_kept": FROM_USER_KEPT,
+        "from_user_kept": FROM_USER_LIMIT,
         "algorithms": service().algorithms(),
         "default_algorithm": service().default_algorithm(),
         "genres": service().genres(),

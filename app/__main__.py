@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app import logs, metrics
+from app import logs
 from app.config import ConfigError, Settings
 from app.engine import check_algorithms
-from app.server import (
-    hypercorn_config,
-    raise_file_limit,
-    run_workers,
-    serve_until_signalled,
-)
+from app.serve import run as run_server
 
 COMMANDS = ("serve", "build", "evaluate")
 # Only what `serve` needs is imported above: its supervisor starts the workers sooner. The
@@ -54,24 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     """Run Hypercorn in the foreground until SIGTERM or SIGINT, then stop gracefully."""
-    logs.configure(settings.log_level, settings.log_format)
-    # Workers re-read the environment in create_app(); pass the command-line overrides on.
-    os.environ.update(HOST=settings.host, PORT=str(settings.port), WORKERS=str(settings.workers))
-    if settings.workers > 1:
-        # Worker processes with a socket each; this one forwards SIGTERM and restarts the dead.
-        if not settings.metrics_port:
-            return run_workers(settings)
-        # Their metrics go in files that any of them adds up when scraped.
-        try:
-            with metrics.shared_by_workers(settings.data_dir):
-                return run_workers(settings)
-        except metrics.NoFolder as exc:
-            logging.getLogger("app").error("Cannot start: %s", exc)
-            return 1
-    # One worker runs in this process, so in a container it is PID 1 and gets SIGTERM itself.
-    raise_file_limit()
-    asyncio.run(serve_until_signalled(hypercorn_config(settings)))
-    return 0
+    # The settings go down as they are, parsed once here: the workers read no environment.
+    return run_server(settings)
 
 
 def build(settings: Settings, options: argparse.Namespace) -> int:

@@ -125,4 +125,4 @@ def test_a_real_server_logs_json_lines_with_the_request_id(tmp_path: Path) -> No
     assert found[generated]["route"] == "unmatched"
     # Both workers answered and logged (a new connection each; the kernel spreads them).
     assert len({found[rid]["pid"] for rid in sent}) == 2
-    assert any(line["logger"] == "app.server" for line in lines)  # the supervisor's own lines
+    assert any(line["logger"] == "app.serve.supervisor" for line in lines)  # its own lines

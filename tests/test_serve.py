@@ -7,9 +7,14 @@ import ast
 import importlib.metadata
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import h11
@@ -74,6 +79,55 @@ def test_serve_refuses_to_start_on_a_hypercorn_it_cannot_hook(tmp_path: Path) ->
     assert "Cannot start: the connection guard cannot hook into Hypercorn" in done.stderr
     assert "tested with Hypercorn 0.18 with h11 0.16" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+            return answer.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def test_workers_get_the_settings_the_supervisor_parsed(tiny_zip: Path, tmp_path: Path) -> None:
+    # The environment says one port, the flag another: forked workers read no environment,
+    # so they listen where the command line said.
+    from_env, from_flag = _free_port(), _free_port()
+    environ = {
+        **os.environ,
+        "MOVIELENS_SOURCE": str(tiny_zip),
+        "DATA_DIR": str(tmp_path / "data"),
+        "HOST": "127.0.0.1",
+        "PORT": str(from_env),
+    }
+    log = tmp_path / "server.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(from_flag), "--workers", "2"],
+            env=environ,
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(from_flag):
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", from_env)) != 0
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=15) == 0, log.read_text()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
 
 
 def _imported_packages() -> set[str]:

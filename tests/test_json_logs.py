@@ -125,4 +125,5 @@ def test_a_real_server_logs_json_lines_with_the_request_id(tmp_path: Path) -> No
     assert found[generated]["route"] == "unmatched"
     # Both workers answered and logged (a new connection each; the kernel spreads them).
     assert len({found[rid]["pid"] for rid in sent}) == 2
-    assert any(line["logger"] == "app.serve.supervisor" for line in lines)  # its own lines
+    # The supervisor's own lines (app.server, or the serving package's modules).
+    assert any(line["logger"].startswith("app.serve") for line in lines)

@@ -19,10 +19,15 @@ from typing import Any
 
 from app import config_parsers as parse
 from app.config_parsers import ALL_ALGORITHMS as ALL_ALGORITHMS
-from app.config_parsers import DEFAULT_SOURCE as DEFAULT_SOURCE
-from app.config_parsers import GROUPLENS_URL as GROUPLENS_URL
 from app.config_parsers import RELEASES as RELEASES
-from app.config_parsers import release_url as release_url
+
+GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
+DEFAULT_SOURCE = GROUPLENS_URL.format(name="ml-latest-small")
+
+
+def release_url(source: str) -> str | None:
+    """GroupLens' download URL when `source` is a known release name such as ml-25m."""
+    return GROUPLENS_URL.format(name=source) if source in RELEASES else None
 
 
 class ConfigError(ValueError):

@@ -9,9 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
-DEFAULT_SOURCE = GROUPLENS_URL.format(name="ml-latest-small")
-# Releases that MOVIELENS_SOURCE may name bare; each is GROUPLENS_URL with its name
+# Releases that MOVIELENS_SOURCE may name bare; each is app.config's GROUPLENS_URL with its name
 # (ml-10m.zip unpacks to a folder called ml-10M100K, which the loader finds all the same).
 RELEASES = ("ml-latest-small", "ml-latest", "ml-100k", "ml-1m", "ml-10m", "ml-25m", "ml-32m")
 _RELEASE_LIKE = re.compile(r"^ml-[A-Za-z0-9._-]*$")
@@ -106,11 +104,6 @@ def checksum(raw: str) -> str:
 
 def _is_hex(digits: str) -> bool:
     return all(c in "0123456789abcdef" for c in digits)
-
-
-def release_url(source: str) -> str | None:
-    """GroupLens' download URL when `source` is a known release name such as ml-25m."""
-    return GROUPLENS_URL.format(name=source) if source in RELEASES else None
 
 
 def source(raw: str) -> str:

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from app import logs, metrics
-from app.config import ConfigError, Settings
+from app import logs
+from app.config import SETTINGS, ConfigError, Settings, help_text
 from app.engine import check_algorithms
-from app.server import (
-    hypercorn_config,
-    raise_file_limit,
-    run_workers,
-    serve_until_signalled,
-)
+from app.serve import run as run_server
 
 COMMANDS = ("serve", "build", "evaluate")
+# The settings each command also takes as flags, which override the environment.
+SETTING_FLAGS = {
+    "serve": ("host", "port", "workers"),
+    "build": ("algorithms", "source"),
+    "evaluate": ("source",),
+}
 # Only what `serve` needs is imported above: its supervisor starts the workers sooner. The
 # build and the evaluation import theirs when they run (pandas among them).
 
@@ -33,13 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser(args[0])
     options = parser.parse_args(args)
     # Flags override the environment and go through the same parsers, so they are checked alike.
-    if options.command in ("evaluate", "build"):
-        flags = {"MOVIELENS_SOURCE": options.source}
-        if options.command == "build" and options.algorithms:
-            flags["ALGORITHMS"] = options.algorithms
-    else:
-        flags = {"HOST": options.host, "PORT": options.port, "WORKERS": options.workers}
-    environ = {**os.environ, **{name: value for name, value in flags.items() if value is not None}}
+    declared = {setting.name: setting for setting in SETTINGS}
+    flags = {
+        declared[name].env: getattr(options, name)
+        for name in SETTING_FLAGS[options.command]
+        if getattr(options, name) is not None
+    }
+    environ = {**os.environ, **flags}
     try:
         settings = Settings.from_env(environ)
         check_algorithms(settings)
@@ -54,24 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     """Run Hypercorn in the foreground until SIGTERM or SIGINT, then stop gracefully."""
-    logs.configure(settings.log_level, settings.log_format)
-    # Workers re-read the environment in create_app(); pass the command-line overrides on.
-    os.environ.update(HOST=settings.host, PORT=str(settings.port), WORKERS=str(settings.workers))
-    if settings.workers > 1:
-        # Worker processes with a socket each; this one forwards SIGTERM and restarts the dead.
-        if not settings.metrics_port:
-            return run_workers(settings)
-        # Their metrics go in files that any of them adds up when scraped.
-        try:
-            with metrics.shared_by_workers(settings.data_dir):
-                return run_workers(settings)
-        except metrics.NoFolder as exc:
-            logging.getLogger("app").error("Cannot start: %s", exc)
-            return 1
-    # One worker runs in this process, so in a container it is PID 1 and gets SIGTERM itself.
-    raise_file_limit()
-    asyncio.run(serve_until_signalled(hypercorn_config(settings)))
-    return 0
+    # The settings go down as they are, parsed once here: the workers read no environment.
+    return run_server(settings)
 
 
 def build(settings: Settings, options: argparse.Namespace) -> int:
@@ -143,36 +128,57 @@ def evaluate(
 
 def _parser(command: str) -> argparse.ArgumentParser:
     """The command line; the evaluation's options only when `command` is evaluate."""
-    parser = argparse.ArgumentParser(prog="movierec", description="MovieLens recommendations.")
+    parser = argparse.ArgumentParser(
+        prog="movierec",
+        description="MovieLens recommendations.",
+        epilog=help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = commands.add_parser("serve", help="serve the web app and API (the default)")
-    serve_cmd.add_argument("--host", help="address to listen on (env HOST)")
-    serve_cmd.add_argument("--port", help="port to listen on (env PORT)")
-    serve_cmd.add_argument("--workers", help="Hypercorn worker processes (env WORKERS)")
-
-    build_cmd = commands.add_parser(
+    serve_cmd = _command(commands, "serve", "serve the web app and API (the default)")
+    build_cmd = _command(
+        commands,
         "build",
-        help="fit every enabled algorithm and write one complete snapshot that servers map",
+        "fit every enabled algorithm and write one complete snapshot that servers map",
     )
     build_cmd.add_argument(
         "--out", type=Path, help="folder for the snapshot (default DATA_DIR/snapshots)"
-    )
-    build_cmd.add_argument(
-        "--algorithms", help="comma-separated algorithm names (env ALGORITHMS; default: all)"
     )
     build_cmd.add_argument(
         "--dry-run",
         action="store_true",
         help="print the memory and time each fit would need, and fit nothing",
     )
-    build_cmd.add_argument("--source", help="dataset source (env MOVIELENS_SOURCE)")
-
-    evaluate_cmd = commands.add_parser(
-        "evaluate", help="offline evaluation of the algorithms; writes latest.json and latest.md"
+    evaluate_cmd = _command(
+        commands,
+        "evaluate",
+        "offline evaluation of the algorithms; writes latest.json and latest.md",
     )
     if command == "evaluate":
         _evaluate_arguments(evaluate_cmd)
+    for name, subparser in (("serve", serve_cmd), ("build", build_cmd)):
+        _setting_arguments(subparser, name)
     return parser
+
+
+def _command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with every setting (variable, default, meaning)."""
+    subparser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return subparser
+
+
+def _setting_arguments(subparser: argparse.ArgumentParser, command: str) -> None:
+    """The flags of the settings `command` takes, each described by its declaration."""
+    declared = {setting.name: setting for setting in SETTINGS}
+    for name in SETTING_FLAGS[command]:
+        setting = declared[name]
+        subparser.add_argument(setting.flag, help=f"{setting.summary()} (env {setting.env})")
 
 
 def _evaluate_arguments(evaluate_cmd: argparse.ArgumentParser) -> None:
@@ -209,7 +215,7 @@ def _evaluate_arguments(evaluate_cmd: argparse.ArgumentParser) -> None:
     evaluate_cmd.add_argument(
         "--out", type=Path, help="folder for latest.json and latest.md (DATA_DIR/evaluation)"
     )
-    evaluate_cmd.add_argument("--source", help="dataset source (env MOVIELENS_SOURCE)")
+    _setting_arguments(evaluate_cmd, "evaluate")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ async def serve_until_signalled(port: int) -> None:
     """Serve the app on 127.0.0.1:port until SIGTERM or SIGINT."""
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
-    # As in app/server.py, so the two differ only by what the app does per request.
+    # As in app/serve/config.py, so the two differ only by what the app does per request.
     config.accesslog = None
     config.include_server_header = False
     config.loglevel = "WARNING"

@@ -122,7 +122,7 @@ def test_serve_exits_cleanly_on_sigterm(tiny_zip: Path, tmp_path: Path, workers:
 
 
 def test_workers_each_listen_and_a_busy_port_is_refused(tmp_path: Path) -> None:
-    from app.server import listening_socket
+    from app.serve.sockets import listening_socket
 
     first = listening_socket("127.0.0.1", 0)
     port = first.getsockname()[1]

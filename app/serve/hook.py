@@ -1,0 +1,91 @@
+"""Where the connection guard hooks into Hypercorn, checked at start rather than trusted.
+
+Hypercorn has neither a write timeout nor a connection limit, so app.serve.connections replaces
+the class that serves each connection. That relies on three things Hypercorn does not promise:
+its asyncio worker looks `TCPServer` up in hypercorn.asyncio.run for each new connection;
+a TCPServer keeps `writer`, `context` and `send_lock`; and its protocol wrapper holds an
+H11Protocol whose `connection` is an h11.Connection with `their_state`. pyproject.toml pins the
+versions this was tested with; check_hook_point() proves the rest before a worker serves.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib import metadata
+from types import CodeType
+
+import h11
+import hypercorn.asyncio.run as hypercorn_run
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.asyncio.worker_context import WorkerContext
+from hypercorn.config import Config
+from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.h11 import H11Protocol
+
+# The versions the guard is tested with, as pinned in pyproject.toml.
+TESTED = "Hypercorn 0.18 with h11 0.16"
+
+
+class HookMismatch(RuntimeError):
+    """Hypercorn or h11 is not shaped as the connection guard expects; the message says how."""
+
+
+def check_hook_point() -> None:
+    """Raise HookMismatch unless Hypercorn and h11 are what the connection guard was built on."""
+    problem = _problem()
+    if problem is not None:
+        installed = f"Hypercorn {_version('hypercorn')} with h11 {_version('h11')}"
+        raise HookMismatch(
+            f"the connection guard cannot hook into {installed}: {problem}. "
+            f"It is tested with {TESTED} (pinned in pyproject.toml)."
+        )
+
+
+def install(connection_class: type[TCPServer]) -> None:
+    """Serve every new connection of this process with `connection_class`."""
+    check_hook_point()
+    setattr(hypercorn_run, "TCPServer", connection_class)  # noqa: B010 (mypy rejects =)
+
+
+def _problem() -> str | None:
+    """What differs from the guard's expectations, or None."""
+    current = getattr(hypercorn_run, "TCPServer", None)
+    if not (isinstance(current, type) and issubclass(current, TCPServer)):
+        return "hypercorn.asyncio.run has no TCPServer class to replace"
+    if not _looks_up_per_connection(hypercorn_run.worker_serve.__code__):
+        return "hypercorn.asyncio.run.worker_serve no longer looks TCPServer up per connection"
+    for method in ("run", "protocol_send"):
+        if not inspect.iscoroutinefunction(getattr(TCPServer, method, None)):
+            return f"TCPServer.{method} is not a coroutine method"
+    try:
+        context = WorkerContext(None)
+        server = TCPServer(None, None, Config(), context, None, None, None)  # type: ignore[arg-type]
+        for name in ("writer", "context", "send_lock"):
+            getattr(server, name)
+        context.terminated.is_set()
+        wrapper = ProtocolWrapper(None, Config(), context, None, None, False, None, None, None)  # type: ignore[arg-type]
+        protocol = wrapper.protocol
+        if not isinstance(protocol, H11Protocol):
+            return "an HTTP/1.1 connection's protocol is no longer an H11Protocol"
+        if not isinstance(protocol.connection, h11.Connection):
+            return "H11Protocol.connection is no longer an h11.Connection"
+        if protocol.connection.their_state is not h11.IDLE:
+            return "h11.Connection.their_state no longer reports h11's states"
+        h11.SEND_BODY  # noqa: B018 (the state the guard looks for)
+    except (TypeError, AttributeError) as exc:
+        return f"a connection is built differently ({exc})"
+    return None
+
+
+def _looks_up_per_connection(code: CodeType) -> bool:
+    """Whether the name TCPServer is looked up (as a global) in `code` or a function inside it."""
+    if "TCPServer" in code.co_names:
+        return True
+    return any(isinstance(c, CodeType) and _looks_up_per_connection(c) for c in code.co_consts)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "(not installed)"

@@ -1,0 +1,97 @@
+"""One worker: Hypercorn serving create_app(settings) in this process until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import select
+import signal
+import sys
+import threading
+
+from hypercorn.config import Config
+
+from app import logs, metrics
+from app.config import Settings
+from app.serve.config import BODY_TIMEOUT, hypercorn_config
+from app.serve.connections import RESERVED_FILES, connection_cap, guard_connections
+from app.serve.sockets import listening_socket, raise_file_limit
+
+log = logging.getLogger(__name__)
+
+
+async def serve_until_signalled(
+    config: Config,
+    settings: Settings,
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT),
+) -> None:
+    """Serve create_app(settings) in this process until a signal, then shut down gracefully.
+
+    Hypercorn stops accepting, lets the requests in flight finish (up to graceful_timeout), closes
+    idle connections, and runs the app's after_serving, which cancels a build in progress.
+    """
+    from hypercorn.asyncio import serve
+
+    from app import create_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not stop.is_set():
+            log.info(
+                "%s received: finishing requests in flight (up to %.0f s), then exiting",
+                signum.name,
+                config.graceful_timeout,
+            )
+        stop.set()
+
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
+    guard_connections(connection_cap())
+    # asyncio accepts up to `backlog` connections at a time, several times over before the
+    # first of them is checked: keep that within the reserve of open files.
+    config.backlog = min(config.backlog, RESERVED_FILES // 4)
+    app = create_app(settings)
+    app.config["BODY_TIMEOUT"] = BODY_TIMEOUT
+    await serve(app, config, shutdown_trigger=stop.wait)
+
+
+def run_worker(supervisor: int, settings: Settings, replacement: bool = False) -> None:
+    """One worker process: its own sockets, Hypercorn in this process until SIGTERM."""
+    die_with_supervisor(supervisor)
+    logs.configure(settings.log_level, settings.log_format)
+    if replacement:  # counted here: the supervisor keeps no metrics of its own
+        metrics.WORKER_RESTARTS.inc()
+    raise_file_limit()
+    config = hypercorn_config(settings)
+    sock = listening_socket(settings.host, settings.port)
+    config.bind = [f"fd://{sock.fileno()}"]
+    if settings.metrics_port:
+        metrics_sock = listening_socket(settings.host, settings.metrics_port)
+        config.bind.append(f"fd://{metrics_sock.fileno()}")
+    # Ctrl-C reaches the whole process group; the parent decides when to stop, via SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(serve_until_signalled(config, settings, signals=(signal.SIGTERM,)))
+
+
+def die_with_supervisor(supervisor: int) -> None:
+    """SIGTERM this worker as soon as the supervisor dies, however it dies.
+
+    Without it a killed supervisor leaves its workers listening as orphans, and the next
+    start adds more listeners on the same port (SO_REUSEPORT). The worker's parent is the
+    fork server, which lives as long as any worker does, so the kernel's parent-death signal
+    cannot tell; a thread waits on a descriptor of the supervisor's process instead.
+    """
+    try:
+        watched = os.pidfd_open(supervisor)
+    except ProcessLookupError:  # the supervisor died before the worker got this far
+        sys.exit(0)
+
+    def wait_for_supervisor() -> None:
+        select.select([watched], [], [])  # readable once the supervisor has exited
+        log.warning("The supervisor is gone: stopping this worker")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait_for_supervisor, name="supervisor-watch", daemon=True).start()

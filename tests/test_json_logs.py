@@ -116,5 +116,5 @@ def test_a_real_server_logs_json_lines_with_the_request_id(tiny_zip: Path, tmp_p
     assert found[generated]["route"] == "unmatched"
     # Both workers answered and logged (a new connection each; the kernel spreads them).
     assert len({found[rid]["pid"] for rid in sent}) == 2
-    # The supervisor's own lines (app.server, or the serving package's modules).
+    # The supervisor's own lines (the serving package's modules).
     assert any(line["logger"].startswith("app.serve") for line in lines)

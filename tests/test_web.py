@@ -7,6 +7,7 @@ their text and attributes, so they hold whatever the markup's whitespace or attr
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -297,18 +298,23 @@ async def test_a_slow_recommendation_does_not_block_health(
     client: TestClientProtocol, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = OriginalUserKNN.rank
+    entered, release = threading.Event(), threading.Event()
 
-    def slow(self: OriginalUserKNN, profile: Profile, n: int, k: int | None = None) -> Ranking:
-        time.sleep(1.0)
+    def held(self: OriginalUserKNN, profile: Profile, n: int, k: int | None = None) -> Ranking:
+        entered.set()
+        release.wait(timeout=10)  # held until the test has seen health answered
         return original(self, profile, n, k)
 
-    monkeypatch.setattr(OriginalUserKNN, "rank", slow)
+    monkeypatch.setattr(OriginalUserKNN, "rank", held)
     pending = asyncio.ensure_future(client.get("/api/users/1/recommendations"))
-    await asyncio.sleep(0.1)
-    started = time.perf_counter()
-    assert (await client.get("/healthz")).status_code == 200
-    assert time.perf_counter() - started < 0.5
-    assert not pending.done(), "the recommendation was meant to be slow"
+    try:
+        assert await asyncio.to_thread(entered.wait, 10), "the recommendation never started"
+        started = time.perf_counter()
+        assert (await client.get("/healthz")).status_code == 200
+        assert time.perf_counter() - started < 0.5
+        assert not pending.done(), "the recommendation is still held"
+    finally:
+        release.set()
     assert (await pending).status_code == 200
 
 

@@ -15,9 +15,9 @@ loading does not work with this pytest; this module is also its hooks file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,15 +25,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import schemathesis
 
 from app import create_app
 from app.config import Settings
+from tests import live
 from tests.conftest import make_zip, wait_until_settled
 from tests.tiny import MOVIES, TINY_MOVIES, TINY_RATINGS
+
+if TYPE_CHECKING:  # pytest would take a Test* class in the module for tests to collect
+    from quart.typing import TestClientProtocol
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
@@ -69,14 +73,6 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
         case.body["ratings"] = list(films.values())
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def answer(url: str) -> tuple[int, bytes]:
     """Status and body of a GET, HTTP errors included."""
     try:
@@ -104,41 +100,13 @@ def wait_until_fitted(base: str, server: subprocess.Popen[bytes], timeout: float
 
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """`python -m app serve` on 127.0.0.1 with the tiny release: its base URL and its log."""
+    """`movierec serve` on 127.0.0.1 with the tiny release: its base URL and its log."""
     folder = tmp_path_factory.mktemp("contract")
     source = folder / "ml-tiny.zip"
     source.write_bytes(make_zip({"ratings.csv": TINY_RATINGS, "movies.csv": TINY_MOVIES}))
-    port = free_port()
-    environ = {
-        **os.environ,
-        "MOVIELENS_SOURCE": str(source),
-        "DATA_DIR": str(folder / "data"),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WORKERS": "1",
-        "ALGORITHMS": "all",
-        "LOG_LEVEL": "warning",
-    }
-    log_path = folder / "server.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            env=environ,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_fitted(base, server)
-            yield base, log_path
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
+    with live.serving(source, folder, WORKERS="1", ALGORITHMS="all", LOG_LEVEL="WARNING") as server:
+        wait_until_fitted(server.url(""), server.process)
+        yield server.url(""), server.log
 
 
 def test_the_api_keeps_its_contract(api_server: tuple[str, Path], tmp_path: Path) -> None:
@@ -183,6 +151,17 @@ def test_the_api_keeps_its_contract(api_server: tuple[str, Path], tmp_path: Path
     assert "Traceback" not in log.read_text()
 
 
+async def until_no_algorithm_is_preparing(client: TestClientProtocol, timeout: float = 30) -> None:
+    """Poll GET /api/algorithms until each algorithm is ready or unavailable; fail on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = (await (await client.get("/api/algorithms")).get_json())["algorithms"]
+        if all(a["availability"] != "preparing" for a in listed):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"an algorithm was still being prepared after {timeout}s: {listed}")
+
+
 # Found by schemathesis (seeds 1-3): np.bincount over nothing gave integers that could not
 # hold -inf, and ItemKNN and RP3Beta answered 500.
 @pytest.mark.parametrize("algorithm", ["itemknn", "rp3beta"])
@@ -191,10 +170,11 @@ async def test_ratings_only_of_films_nobody_rated_get_an_answer(
 ) -> None:
     app = create_app(settings.replace(source=str(tiny_zip), algorithms=(algorithm,)))
     async with app.test_app() as test_app:
+        client = test_app.test_client()
         await wait_until_settled(app)
-        await app.extensions["service"].fits_done()
+        await until_no_algorithm_is_preparing(client)
         # Film 60 is in the catalogue, so the ratings are valid, but nobody rated it.
-        response = await test_app.test_client().post(
+        response = await client.post(
             f"/api/recommendations?algorithm={algorithm}",
             json={"ratings": [{"movie_id": 60, "rating": 5}]},
         )

@@ -21,7 +21,6 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-FORMATS = ("text", "json")
 ACCESS_LOGGER = "app.access"
 """One line per answered request (ACCESS_LOG): many alike by design, so never limited."""
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -38,6 +37,8 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 REPEATS_SHOWN = 5
 """Copies of one line (same logger and message template) let through per window."""
 WINDOW_SECONDS = 10.0
+LINES_TRACKED = 1024
+"""Distinct lines whose windows are kept; past it, the half seen least recently is forgotten."""
 
 
 class RepeatLimiter(logging.Filter):
@@ -57,14 +58,16 @@ class RepeatLimiter(logging.Filter):
         key = (record.name, record.msg)
         now = time.monotonic()
         with self._lock:
-            started, count = self._seen.get(key, (now, 0))
+            # Taken out and put back: the dict's order is then the order lines were last
+            # seen, so a flood that goes on is never the line forgotten below.
+            started, count = self._seen.pop(key, (now, 0))
             if now - started > self.window:
                 if count > self.shown:
                     record.msg = f"{record.msg} [{count - self.shown} similar lines suppressed]"
                 started, count = now, 0
             self._seen[key] = (started, count + 1)
-            if len(self._seen) > 1024:  # many distinct lines: forget the oldest windows
-                self._seen = dict(list(self._seen.items())[-512:])
+            if len(self._seen) > LINES_TRACKED:  # many distinct lines: forget the stalest half
+                self._seen = dict(list(self._seen.items())[-(LINES_TRACKED // 2) :])
         return count < self.shown
 
 
@@ -76,10 +79,21 @@ def request_id(asked: str | None) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """FORMAT, with ` [request <id>]` at the end of lines logged while answering a request."""
+    """FORMAT, with ` [request <id>]` at the end of lines logged while answering a request.
+
+    Times are UTC with the offset written out (2026-01-02 03:04:05.678+00:00), as in JSON
+    lines: a line read on another machine, or beside a JSON one, means the same moment.
+    """
 
     def __init__(self, fmt: str = FORMAT) -> None:
         super().__init__(fmt)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """The record's time in UTC, to the millisecond, with its offset."""
+        moment = datetime.fromtimestamp(record.created, UTC)
+        if datefmt:
+            return moment.strftime(datefmt)
+        return moment.isoformat(sep=" ", timespec="milliseconds")
 
     def format(self, record: logging.LogRecord) -> str:
         """The line, with the request id if there is one."""

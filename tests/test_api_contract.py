@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -32,7 +30,8 @@ import schemathesis
 
 from app import create_app
 from app.config import Settings
-from tests.conftest import make_zip, wait_until_settled
+from tests import live
+from tests.conftest import make_zip, wait_until_available, wait_until_settled
 from tests.tiny import MOVIES, TINY_MOVIES, TINY_RATINGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,14 +68,6 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
         case.body["ratings"] = list(films.values())
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def answer(url: str) -> tuple[int, bytes]:
     """Status and body of a GET, HTTP errors included."""
     try:
@@ -86,59 +77,15 @@ def answer(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def wait_until_fitted(base: str, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Until /readyz says ready and no algorithm is still being prepared."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "the server exited before it was ready"
-        try:
-            ready, _ = answer(f"{base}/readyz")
-            _, algorithms = answer(f"{base}/api/algorithms")
-        except OSError:
-            ready, algorithms = 0, b""
-        if ready == 200 and b'"preparing"' not in algorithms:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the server was not ready with every algorithm after {timeout}s")
-
-
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """`python -m app serve` on 127.0.0.1 with the tiny release: its base URL and its log."""
+    """`movierec serve` on 127.0.0.1 with the tiny release: its base URL and its log."""
     folder = tmp_path_factory.mktemp("contract")
     source = folder / "ml-tiny.zip"
     source.write_bytes(make_zip({"ratings.csv": TINY_RATINGS, "movies.csv": TINY_MOVIES}))
-    port = free_port()
-    environ = {
-        **os.environ,
-        "MOVIELENS_SOURCE": str(source),
-        "DATA_DIR": str(folder / "data"),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WORKERS": "1",
-        "ALGORITHMS": "all",
-        "LOG_LEVEL": "warning",
-    }
-    log_path = folder / "server.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            env=environ,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_fitted(base, server)
-            yield base, log_path
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
+    with live.serving(source, folder, WORKERS="1", ALGORITHMS="all", LOG_LEVEL="WARNING") as server:
+        server.wait_ready(fitted=True)
+        yield server.url(""), server.log
 
 
 def test_the_api_keeps_its_contract(api_server: tuple[str, Path], tmp_path: Path) -> None:
@@ -191,10 +138,11 @@ async def test_ratings_only_of_films_nobody_rated_get_an_answer(
 ) -> None:
     app = create_app(settings.replace(source=str(tiny_zip), algorithms=(algorithm,)))
     async with app.test_app() as test_app:
+        client = test_app.test_client()
         await wait_until_settled(app)
-        await app.extensions["service"].settled()
+        await wait_until_available(client, {algorithm})
         # Film 60 is in the catalogue, so the ratings are valid, but nobody rated it.
-        response = await test_app.test_client().post(
+        response = await client.post(
             f"/api/recommendations?algorithm={algorithm}",
             json={"ratings": [{"movie_id": 60, "rating": 5}]},
         )

@@ -7,6 +7,7 @@ their text and attributes, so they hold whatever the markup's whitespace or attr
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from app import create_app
 from app.config import Settings
 from app.recommender import OriginalUserKNN, Profile, Ranking
+from app.web.middleware import preferred_coding
 from tests.conftest import (
     TINY_MOVIES,
     DatasetServer,
@@ -296,18 +298,23 @@ async def test_a_slow_recommendation_does_not_block_health(
     client: TestClientProtocol, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = OriginalUserKNN.rank
+    entered, release = threading.Event(), threading.Event()
 
-    def slow(self: OriginalUserKNN, profile: Profile, n: int, k: int | None = None) -> Ranking:
-        time.sleep(1.0)
+    def held(self: OriginalUserKNN, profile: Profile, n: int, k: int | None = None) -> Ranking:
+        entered.set()
+        release.wait(timeout=10)  # held until the test has seen health answered
         return original(self, profile, n, k)
 
-    monkeypatch.setattr(OriginalUserKNN, "rank", slow)
+    monkeypatch.setattr(OriginalUserKNN, "rank", held)
     pending = asyncio.ensure_future(client.get("/api/users/1/recommendations"))
-    await asyncio.sleep(0.1)
-    started = time.perf_counter()
-    assert (await client.get("/healthz")).status_code == 200
-    assert time.perf_counter() - started < 0.5
-    assert not pending.done(), "the recommendation was meant to be slow"
+    try:
+        assert await asyncio.to_thread(entered.wait, 10), "the recommendation never started"
+        started = time.perf_counter()
+        assert (await client.get("/healthz")).status_code == 200
+        assert time.perf_counter() - started < 0.5
+        assert not pending.done(), "the recommendation is still held"
+    finally:
+        release.set()
     assert (await pending).status_code == 200
 
 
@@ -324,6 +331,47 @@ def gated_zip_server(dataset_server: DatasetServer, body: bytes) -> tuple[str, a
         return response
 
     return dataset_server.serve("/ml-tiny.zip", gated), release
+
+
+async def the_one_not_ready_answer(client: TestClientProtocol, message: str) -> None:
+    """Pages, fragments and the API refuse alike before the model: 503, Retry-After, `message`.
+
+    The JSON keeps the API's error shape; htmx gets the alert alone; a page gets the loading
+    card, which polls /status on the home page and reloads itself elsewhere.
+    """
+    api_paths = ["/api/users/1/recommendations", "/api/users/1/similar", "/api/recommendations"]
+    for path in api_paths:
+        post = path == "/api/recommendations"
+        body = {"ratings": [{"movie_id": 10, "rating": 5}]}
+        answer = await (client.post(path, json=body) if post else client.get(path))
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "3", path
+        error = (await answer.get_json())["error"]
+        assert error["status"] == 503 and error["message"].startswith(message), path
+        assert set(error) == {"status", "message"}, path
+    for path in ["/?user_id=1", "/rate?r=10:5", "/rate/search?q=a", "/rate/export?r=10:5"]:
+        fragment = await client.get(path, headers=HX)
+        assert fragment.status_code == 503 and fragment.headers["Retry-After"] == "3", path
+        assert fragment.headers["HX-Push-Url"] == "false", path
+        page = await tree(fragment)
+        assert top_level(page) == ["div"], path
+        assert alert(page).startswith(message), path
+
+        whole = await client.get(path)
+        assert whole.status_code == 503 and whole.headers["Retry-After"] == "3", path
+        assert "HX-Request" in whole.headers["Vary"]
+        page = await tree(whole)
+        assert is_full_page(await text(whole)), path
+        card = one(page, "main section#app.status")
+        polls = path.startswith("/?")
+        assert ("hx-get" in card.attributes) == (polls and "loading" in message), path
+        # Where the card polls, only a page without JavaScript reloads itself.
+        reloads = "head > noscript > meta" if polls else "head > meta"
+        assert [m.attributes.get("content") for m in page.css(f"{reloads}[http-equiv]")] == (
+            ["3"] if "loading" in message else []
+        ), path
+    visit = await client.get("/")
+    assert visit.status_code == 200 and "Retry-After" not in visit.headers
+    one(await tree(visit), "main section#app.status")
 
 
 async def test_loading_state_polls_and_then_becomes_the_form(
@@ -347,11 +395,7 @@ async def test_loading_state_polls_and_then_becomes_the_form(
         assert text_of(one(card, "p.phase")).startswith("Downloading the MovieLens dataset")
         assert one(card, "progress").attributes["value"] in ("49", "50")
         assert (await client.get("/readyz")).status_code == 503
-        assert (await client.get("/?user_id=1")).status_code == 503
-        fragment = await client.get("/?user_id=1", headers=HX)
-        assert fragment.status_code == 503 and "still loading" in alert(await tree(fragment))
-        api = await client.get("/api/users/1/recommendations")
-        assert api.status_code == 503 and "loading" in (await api.get_json())["error"]["message"]
+        await the_one_not_ready_answer(client, "The recommender is still loading")
         poll = await tree(await client.get("/status?user_id=1&n=3&k=2", headers=HX))
         assert one(poll, "section#app").attributes["hx-get"] == "/status?user_id=1&n=3&k=2"
 
@@ -384,7 +428,7 @@ async def test_failed_state_explains_and_retries(
         assert text_of(one(retry_form, "button")) == "Try again"
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and "404" in (await ready.get_json())["error"]
-        assert (await client.get("/?user_id=1", headers=HX)).status_code == 503
+        await the_one_not_ready_answer(client, "The recommender is unavailable: ")
 
         dataset_server.serve_bytes("/ml-tiny.zip", tiny_zip_bytes)
         retry = await client.post("/retry", headers=HX)
@@ -435,3 +479,47 @@ async def test_big_answers_are_compressed_small_ones_are_not(client: TestClientP
         small = await client.get(path, headers={**headers, "Accept-Encoding": "gzip, br"})
         assert "Content-Encoding" not in small.headers, "a list of films goes as it is"
         assert small.headers["Content-Security-Policy"]  # still behind the security headers
+
+
+@pytest.mark.parametrize(
+    ("header", "coding"),
+    [
+        (None, None),
+        ("", None),
+        ("gzip, br", "br"),
+        ("br;q=0, gzip;q=0", None),
+        ("gzip, br;q=0", "gzip"),
+        ("GZIP", "gzip"),
+        ("Br", "br"),
+        ("x-gzip", "gzip"),
+        ("*", "br"),
+        ("*;q=0", None),
+        ("br;q=0, *", "gzip"),
+        ("gzip;q=0.9, br;q=0.5", "gzip"),
+        ("br ; Q=0.001", "br"),
+        ("identity", None),
+        ("deflate, compress", None),
+        ("gzip;q=2", None),
+        ("gzip;q=nope", None),
+    ],
+)
+def test_accept_encoding_is_read_by_the_rfc(header: str | None, coding: str | None) -> None:
+    assert preferred_coding(header) == coding
+
+
+async def test_the_coding_asked_for_is_the_one_sent(client: TestClientProtocol) -> None:
+    path = "/rate?r=10:5,20:3,30:4.5"
+    for header, expected in (("gzip, br;q=0", "gzip"), ("GZIP", "gzip"), ("Br", "br")):
+        answer = await client.get(path, headers={"Accept-Encoding": header})
+        assert answer.headers.get("Content-Encoding") == expected, header
+    refused = await client.get(path, headers={"Accept-Encoding": "br;q=0, gzip;q=0"})
+    assert "Content-Encoding" not in refused.headers
+
+
+async def test_a_redirect_names_no_host(client: TestClientProtocol) -> None:
+    moved = await client.get("/api//docs", headers={"Host": "elsewhere.example"})
+    assert moved.status_code == 308 and moved.headers["Location"] == "/api/docs"
+    docs = await client.get("/api/docs", headers={"Host": "elsewhere.example"})
+    page = await tree(docs)
+    assert "elsewhere" not in text_of(one(page, "main"))
+    assert not [node for node in page.css("[href]") if "elsewhere" in str(node.attributes["href"])]

@@ -2,7 +2,7 @@
 
 The JSON API sends it as {"error": {"status", "message", "field"}}; pages show it in place
 beside the form, marking the field. Anything else becomes an error page or a JSON 500,
-never a traceback.
+never a traceback. A request that comes before the model gets one answer, `not_ready()`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from quart import Quart, Response, current_app, jsonify, request
+from quart import Quart, Response, current_app, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import RequestRedirect
 
 from app.engine import (
     MAX_RATINGS,
@@ -24,7 +26,7 @@ from app.engine import (
     UnknownUser,
 )
 from app.web.params import InvalidInput
-from app.web.shared import render
+from app.web.shared import VARY, fragment_headers, is_fragment_request, render, service
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,14 @@ PROBLEMS: dict[type[Exception], Callable[[Any], Problem]] = {
     UnknownAlgorithm: lambda exc: Problem(400, str(exc), "algorithm"),
     UnknownUser: lambda exc: Problem(404, unknown_user_message(exc), "user_id"),
     AlgorithmUnavailable: lambda exc: Problem(503, str(exc), "algorithm"),
-    NotReady: lambda exc: Problem(503, str(exc)),
 }
-"""Every error a request can meet in the normal course of things."""
+"""Every error a request can meet in the normal course of things, once the model is served."""
+
+RETRY_AFTER_SECONDS = 3
+"""Seconds a client told "not ready" waits before asking again; the loading page reloads then."""
+# Where the loading card's poll of /status can swap in what the page shows once ready.
+_POLLED = frozenset({"web.index"})
+_NAVIGATION = {"web.index": "index", "visitor.rate": "rate"}
 
 KNOWN_ERRORS = tuple(PROBLEMS)
 
@@ -82,8 +89,52 @@ def json_error(status: int, message: str, field: str | None = None) -> tuple[Res
     return jsonify({"error": body}), status
 
 
+def not_ready_message() -> str:
+    """What to tell a request that came before the model: still loading, or why it failed."""
+    current = service().status
+    if current.error:
+        return f"The recommender is unavailable: {current.error}"
+    return "The recommender is still loading; try again in a moment."
+
+
+def not_ready(status: int = 503) -> tuple[Response | str, int, dict[str, str]]:
+    """The one answer while no model is served, for the API, htmx and pages alike.
+
+    503 with Retry-After, and the same message in each form: the API's JSON error, the alert
+    alone for htmx, else the page with the loading card (which reloads or polls by itself).
+    `status` 200 is for a plain visit to the home page, which asked for nothing yet.
+    """
+    message = not_ready_message()
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else {}
+    if _wants_json():
+        body, _ = json_error(503, message)
+        return body, status, headers
+    if is_fragment_request():
+        html = render("partials/_error.html", error=message)
+        return html, status, {**headers, **fragment_headers(pushed=False)}
+    endpoint = request.endpoint or ""
+    html = render(
+        "loading.html",
+        status=service().status,
+        poll=endpoint in _POLLED,
+        query_string=request.query_string.decode("ascii", "replace"),
+        here=_NAVIGATION.get(endpoint),
+        retry_after=RETRY_AFTER_SECONDS,
+    )
+    return html, status, {**headers, **VARY}
+
+
 def _wants_json() -> bool:
+    if not has_request_context():  # a WebSocket handshake, which the middleware refuses first
+        return True
     return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")
+
+
+def relative(url: str) -> str:
+    """`url` without its scheme and host: a path on this server, never one on another."""
+    parts = urlsplit(url)
+    # One leading slash: "//host/x" would be read as another host's address.
+    return urlunsplit(("", "", "/" + parts.path.lstrip("/"), parts.query, ""))
 
 
 def _error_page(status: int, title: str, message: str) -> tuple[str, int]:
@@ -99,6 +150,18 @@ def register(app: Quart) -> None:
 
     for kind in KNOWN_ERRORS:
         app.register_error_handler(kind, known)
+
+    @app.errorhandler(NotReady)
+    async def not_served(exc: NotReady) -> tuple[Response | str, int, dict[str, str]]:
+        return not_ready()
+
+    @app.before_request
+    async def redirect_relatively() -> None:
+        # Werkzeug redirects /api//docs to /api/docs with an absolute URL built from the Host
+        # header, which is the client's to choose: send the path alone.
+        found = request.routing_exception
+        if isinstance(found, RequestRedirect):
+            request.routing_exception = RequestRedirect(relative(found.new_url))
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[Response | str, int, dict[str, str]]:

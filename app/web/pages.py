@@ -9,14 +9,13 @@ from quart import Blueprint, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 
 from app.engine import DEFAULT_K, DEFAULT_N, Recommendations
-from app.web.errors import KNOWN_ERRORS, problem
+from app.web.errors import KNOWN_ERRORS, not_ready, problem
 from app.web.params import parse_query
 from app.web.shared import (
     LIMITS,
     VARY,
     fragment_headers,
     is_fragment_request,
-    not_ready_message,
     query_args,
     render,
     service,
@@ -33,12 +32,13 @@ def results_fragment(results: Recommendations) -> str:
 
 
 @bp.get("/")
-async def index() -> tuple[str, int, dict[str, str]]:
+async def index() -> ResponseReturnValue:
     """The page; with ?user_id= it carries the results, and htmx gets only the results."""
     args = query_args()
     recommender = service()
     if not recommender.ready:
-        return not_ready()
+        # A visit without a query asked for nothing that could be refused.
+        return not_ready(503 if "user_id" in args else 200)
     fragment = is_fragment_request()
     try:
         query = parse_query(args)
@@ -140,18 +140,6 @@ async def readyz() -> tuple[dict[str, Any], int]:
 async def favicon() -> ResponseReturnValue:
     """Browsers ask for /favicon.ico whatever the page links; send them the SVG."""
     return redirect(url_for("static", filename="img/favicon.svg"), 301)
-
-
-def not_ready() -> tuple[str, int, dict[str, str]]:
-    """While the model loads: the message alone for htmx, else the page with the loading card.
-
-    A page without a query is a normal visit (200); one with a query could not be answered.
-    """
-    if is_fragment_request():
-        html = render("partials/_error.html", error=not_ready_message())
-        return html, 503, fragment_headers(pushed=False)
-    status = 503 if "user_id" in request.args else 200
-    return render("index.html", **_context({})), status, VARY
 
 
 def _context(args: Mapping[str, str], **shown: Any) -> dict[str, Any]:

@@ -69,19 +69,3 @@ def render(template: str, **context: Any) -> str:
     """Render a page or a fragment (blocking: a few hundred microseconds for a fragment)."""
     environment: jinja2.Environment = current_app.extensions["templates"]
     return environment.get_template(template).render(context)
-
-
-def loading_page() -> tuple[str, int, dict[str, str]]:
-    """503 while the model loads: the message alone for htmx, else a page that reloads itself."""
-    if is_fragment_request():
-        html = render("partials/_error.html", error=not_ready_message())
-        return html, 503, fragment_headers(pushed=False)
-    return render("loading.html", message=not_ready_message()), 503, VARY
-
-
-def not_ready_message() -> str:
-    """What to tell a request that came before the model: still loading, or why it failed."""
-    current = service().status
-    if current.error:
-        return f"The recommender is unavailable: {current.error}"
-    return "The recommender is still loading; try again in a moment."

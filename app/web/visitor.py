@@ -12,16 +12,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 from quart import Blueprint, Response, url_for
+from quart.typing import ResponseReturnValue
 
 from app.engine import FROM_USER_LIMIT, InvalidRatings, Ratings, Visit, VisitRequest
-from app.web.errors import problem
+from app.web.errors import not_ready, problem
 from app.web.params import InvalidInput, parse_rating_list, parse_visit
 from app.web.shared import (
     LIMITS,
     VARY,
     fragment_headers,
     is_fragment_request,
-    loading_page,
     query_args,
     render,
     service,
@@ -36,11 +36,11 @@ MAX_QUERY = 100
 
 
 @bp.get("/rate")
-async def rate() -> tuple[str, int, dict[str, str]]:
+async def rate() -> ResponseReturnValue:
     """The rating page; htmx requests get the part below the search box, and a new address."""
     args = query_args()
     if not service().ready:
-        return loading_page()
+        return not_ready()
     form = {name: args.get(name, "") for name in KEPT}
     asked, invalid = VisitRequest(), None
     try:
@@ -67,11 +67,11 @@ async def rate() -> tuple[str, int, dict[str, str]]:
 
 
 @bp.get("/rate/search")
-async def search() -> tuple[str, int, dict[str, str]]:
+async def search() -> ResponseReturnValue:
     """Films matching the words typed so far (the starters for none), each with its stars."""
     args = query_args()
     if not service().ready:
-        return loading_page()
+        return not_ready()
     query = (args.get("q") or "").strip()[:MAX_QUERY]
     try:
         ratings = await service().check_ratings(parse_rating_list(args.get("r")))
@@ -85,11 +85,11 @@ async def search() -> tuple[str, int, dict[str, str]]:
 
 
 @bp.get("/rate/export")
-async def export() -> Response:
+async def export() -> ResponseReturnValue:
     """The ratings in the address as a JSON file, in the API's request format."""
     args = query_args()
     if not service().ready:
-        return Response("The recommender is still loading.", 503)
+        return not_ready()
     ratings = await service().check_ratings(parse_rating_list(args.get("r")))
     body = {"ratings": [{"movie_id": m, "rating": r} for m, r in ratings.pairs()]}
     response = Response(json.dumps(body, indent=1) + "\n", mimetype="application/json")

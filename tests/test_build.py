@@ -4,9 +4,6 @@ newer one while serving."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,8 +17,9 @@ from app.engine import Availability, Service
 from app.engine.build import build_snapshot, map_snapshot, new_algorithm
 from app.engine.manifest import Manifest
 from app.recommender import ALGORITHMS
+from tests import live
 from tests.conftest import TINY_MOVIES, TINY_RATINGS, make_zip
-from tests.live import free_port, get_json
+from tests.live import get_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -232,30 +230,17 @@ def test_a_new_snapshot_is_picked_up_under_load_without_a_failed_request(
     every: Settings,
 ) -> None:
     build_snapshot(every, ["original", "popularity"], None, quiet)
-    port = free_port()
-    env = {
-        **os.environ,
-        "MOVIELENS_SOURCE": every.source,
-        "DATA_DIR": str(every.data_dir),
-        "PORT": str(port),
-        "WORKERS": "2",
-        "ALGORITHMS": "original,popularity",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    server = live.start(
+        every.source,
+        every.data_dir.parent,
+        DATA_DIR=str(every.data_dir),
+        WORKERS="2",
+        ALGORITHMS="original,popularity",
     )
-    base = f"http://127.0.0.1:{port}"
+    base = server.url("")
     try:
         # Each new connection may reach either worker: both must be ready before the load.
-        deadline = time.monotonic() + 30
-        while not all(get_json(f"{base}/readyz")[0] == 200 for _ in range(10)):
-            assert time.monotonic() < deadline and server.poll() is None
-            time.sleep(0.1)
+        server.wait_ready(timeout=30)
         before = get_json(f"{base}/api/status")[1]["snapshot_id"]
         failures: list[int] = []
         answered = 0
@@ -276,17 +261,17 @@ def test_a_new_snapshot_is_picked_up_under_load_without_a_failed_request(
         after = build_snapshot(every, ["original", "popularity"], None, quiet).build_id
         assert after != before
         # Each new connection may reach either worker: all must serve the new snapshot.
-        switched = time.monotonic() + 10
-        while not all(
-            get_json(f"{base}/api/status")[1].get("snapshot_id") == after for _ in range(10)
-        ):
-            assert time.monotonic() < switched, "the workers did not switch"
-            time.sleep(0.2)
+        live.until(
+            lambda: all(
+                get_json(f"{base}/api/status")[1].get("snapshot_id") == after for _ in range(10)
+            ),
+            10,
+            "the workers did not switch",
+        )
         wait_for_answers(lambda: answered, 20)  # and more after the switch
         stop.set()
         for client in clients:
             client.join(timeout=10)
         assert answered > served_before + 20 and failures == []
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=15)
+        server.stop()

@@ -8,14 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 import app.__main__ as cli
 from app.config import Settings
+from tests import live
 
 
 def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,45 +79,17 @@ def test_an_unknown_algorithm_is_a_usage_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_exits_cleanly_on_sigterm(tiny_zip: Path, tmp_path: Path, workers: int) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    environ = {
-        **os.environ,
-        "MOVIELENS_SOURCE": str(tiny_zip),
-        "DATA_DIR": str(tmp_path / "data"),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WORKERS": str(workers),
-    }
-    log = tmp_path / "server.log"
-    with log.open("w") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            env=environ,
-            cwd=Path(__file__).resolve().parents[1],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    server = live.start(tiny_zip, tmp_path, WORKERS=str(workers))
     try:
-        deadline = time.monotonic() + 30
-        # Every worker says when its model is ready; each new connection may reach either.
-        while log.read_text().count("Model ready") < workers:
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-            assert answer.status == 200
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=12) == 0
+        server.wait_ready(timeout=30)
+        if workers > 1:  # one worker serves in the supervisor's own process
+            assert len(server.workers()) == workers
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=12) == 0
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-        output = log.read_text()
+        server.stop()
+    output = server.output()
     assert "SIGTERM received" in output and "Traceback" not in output, output
-    if workers > 1:
-        assert output.count("Model ready") == workers, output
 
 
 def test_workers_each_listen_and_a_busy_port_is_refused(tmp_path: Path) -> None:

@@ -174,19 +174,25 @@ def server_pss(folder: Path, data_dir: Path, workers: int) -> int:
         [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env, start_new_session=True
     )
     try:
+        # Each new connection may reach any worker: ready once 10 in a row answer 200.
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        # Each worker answers /readyz on its own; give the others time to map the snapshot.
-        time.sleep(3)
+        while not all(ready(port) for _ in range(10)):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit(f"the server on port {port} was not ready in 120 s")
+            time.sleep(0.2)
         return sum(pss(pid) for pid in process_tree(server.pid))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
+
+
+def ready(port: int) -> bool:
+    """True when /readyz on `port` answers 200 on a new connection."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
 
 
 def process_tree(root: int) -> list[int]:

@@ -6,7 +6,7 @@ import functools
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -165,8 +165,11 @@ class Catalogue:
 
     @cached_property
     def _decoded(self) -> Callable[[int], Movie]:
-        # Lists show the same few thousand films again and again: decode each once.
-        return functools.lru_cache(maxsize=DECODED_MOVIES)(self._decode)
+        # Lists show the same few thousand films again and again: decode each once. The
+        # cache holds a copy of the catalogue, not `self`: a cycle through `self` would
+        # leave the catalogue, and the snapshot it maps, to the cyclic collector, or keep
+        # them for good once gc.freeze() has frozen them (issue 24, item 3).
+        return functools.lru_cache(maxsize=DECODED_MOVIES)(replace(self)._decode)
 
     def _decode(self, position: int) -> Movie:
         year = int(self.years[position])

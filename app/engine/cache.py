@@ -2,7 +2,9 @@
 
 Both bounds matter: answers for visitors carry their ratings in the key, so a few thousand
 of them can take hundreds of megabytes while the entry count looks harmless. An answer is
-kept with the HTML presented from it, once that has been asked for.
+kept with the HTML presented from it, once that has been asked for. An entry's weight is
+what it keeps alive, measured when it is stored (`entry_bytes`); it holds plain Python
+values only, nothing of the model, so an old model's entries keep no snapshot mapped.
 """
 
 from __future__ import annotations
@@ -20,25 +22,59 @@ V = TypeVar("V")
 
 NO_BYTE_LIMIT = sys.maxsize
 
-# What one cache entry takes, measured once with a recursive sys.getsizeof over the objects:
-# a fixed part, each film of the answer, each reason, each rating in a visitor's key, and
-# the HTML's characters.
-ENTRY_BYTES = 2_000
-FILM_BYTES = 700
-REASON_BYTES = 400
-RATING_BYTES = 80
+ENTRY_OVERHEAD = 200
+"""What the cache's own bookkeeping adds per entry: the OrderedDict's slot and link, the
+(value, weight) pair and the weight, measured with tracemalloc."""
+_CACHED_INTS = range(-5, 257)
+"""Integers CPython keeps for the life of the process: an entry keeps none of them alive."""
 
 
-def entry_bytes(answer: Recommendations, html: str | None, ratings: int = 0) -> int:
-    """About how many bytes a cached answer takes with its key."""
-    reasons = sum(len(movie.reasons) for movie in answer.movies)
-    return (
-        ENTRY_BYTES
-        + FILM_BYTES * len(answer.movies)
-        + REASON_BYTES * reasons
-        + RATING_BYTES * ratings
-        + len(html or "")
-    )
+def deep_size(*objects: object) -> int:
+    """Bytes held by `objects` and everything they reach, each object counted once.
+
+    Walks tuples, lists, sets, dicts and the attributes of objects (`__dict__` and
+    `__slots__`), not types or functions. `sys.getsizeof` counts a string at its width: one
+    character outside Latin-1 (a star, an arrow) makes the whole string 2 or 4 bytes a
+    character, which `len()` misses. Objects shared with others (a title the catalogue also
+    keeps) are counted: the entry would keep them alive if the others let go.
+    """
+    seen: set[int] = set()
+    total = 0
+    waiting: list[object] = list(objects)
+    while waiting:
+        item = waiting.pop()
+        if id(item) in seen or item is None or isinstance(item, (bool, type)) or callable(item):
+            continue
+        seen.add(id(item))
+        if isinstance(item, int) and item in _CACHED_INTS:
+            continue
+        total += sys.getsizeof(item)
+        if isinstance(item, (str, bytes, int, float)):
+            continue
+        if isinstance(item, (tuple, list, set, frozenset)):
+            waiting.extend(item)
+        elif isinstance(item, dict):
+            waiting.extend(item.keys())
+            waiting.extend(item.values())
+        else:
+            attributes = getattr(item, "__dict__", None)
+            if attributes is not None:
+                # Its names are the class's, shared by every instance: only the values count.
+                seen.add(id(attributes))
+                total += sys.getsizeof(attributes)
+                waiting.extend(attributes.values())
+            for kind in type(item).__mro__:
+                waiting.extend(
+                    getattr(item, slot)
+                    for slot in getattr(kind, "__slots__", ())
+                    if hasattr(item, slot)
+                )
+    return total
+
+
+def entry_bytes(key: Hashable, kept: object) -> int:
+    """The bytes a cache entry keeps alive: its key, its value and the cache's bookkeeping."""
+    return ENTRY_OVERHEAD + deep_size(key, kept)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 Hypercorn has neither a write timeout nor a connection limit, so app.serve.connections replaces
 the class that serves each connection. That relies on three things Hypercorn does not promise:
 its asyncio worker looks `TCPServer` up in hypercorn.asyncio.run for each new connection;
-a TCPServer keeps `writer`, `context` and `send_lock`; and its protocol wrapper holds an
-H11Protocol whose `connection` is an h11.Connection with `their_state`. pyproject.toml pins the
+a TCPServer keeps `writer`, `context`, `send_lock` and an `idle_task` it can stop, and its run()
+reads through `_read_data()`; `Updated` events say whether the connection is `idle`; and its
+protocol wrapper holds an H11Protocol whose `connection` is an h11.Connection with
+`their_state`. pyproject.toml pins the
 versions this was tested with; check_hook_point() proves the rest before a worker serves.
 """
 
@@ -19,6 +21,7 @@ import hypercorn.asyncio.run as hypercorn_run
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
+from hypercorn.events import Updated
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.h11 import H11Protocol
 
@@ -54,14 +57,20 @@ def _problem() -> str | None:
         return "hypercorn.asyncio.run has no TCPServer class to replace"
     if not _looks_up_per_connection(hypercorn_run.worker_serve.__code__):
         return "hypercorn.asyncio.run.worker_serve no longer looks TCPServer up per connection"
-    for method in ("run", "protocol_send"):
+    for method in ("run", "protocol_send", "_read_data"):
         if not inspect.iscoroutinefunction(getattr(TCPServer, method, None)):
             return f"TCPServer.{method} is not a coroutine method"
+    if "_read_data" not in TCPServer.run.__code__.co_names:
+        return "TCPServer.run no longer reads through _read_data"
+    if "idle" not in getattr(Updated, "__dataclass_fields__", {}):
+        return "hypercorn.events.Updated no longer says whether the connection is idle"
     try:
         context = WorkerContext(None)
         server = TCPServer(None, None, Config(), context, None, None, None)  # type: ignore[arg-type]
         for name in ("writer", "context", "send_lock"):
             getattr(server, name)
+        if not inspect.iscoroutinefunction(server.idle_task.stop):
+            return "TCPServer.idle_task.stop is not a coroutine method"
         context.terminated.is_set()
         wrapper = ProtocolWrapper(None, Config(), context, None, None, False, None, None, None)  # type: ignore[arg-type]
         protocol = wrapper.protocol

@@ -1,0 +1,155 @@
+"""Issue 24's serving faults against a real server on 127.0.0.1: clients that open a connection
+per request, a hung worker, answers Hypercorn makes itself, and running out of memory.
+
+Run with `make faults` (`pytest -m faults`). Each case bounds its time and traffic and stops
+what it started.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import live
+from tests.live import Server
+
+pytestmark = pytest.mark.faults
+
+CLOSE_WAIT = "08"  # the state's number in /proc/net/tcp
+
+
+Start = Callable[..., Server]
+"""serve(source, workers=2, preexec_fn=None, **environment) -> a started Server."""
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Start]:
+    """Start servers (tests/live.py) with extra environment; every one is stopped at the end."""
+    started: list[Server] = []
+
+    def start(
+        source: Path,
+        workers: int = 2,
+        preexec_fn: Callable[[], object] | None = None,
+        **environment: str,
+    ) -> Server:
+        server = live.start(
+            source, tmp_path, preexec_fn=preexec_fn, WORKERS=str(workers), **environment
+        )
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def limit(kind: int, value: int) -> Callable[[], None]:
+    """A preexec_fn that sets both limits of `kind` (a resource.RLIMIT_*) to `value`."""
+
+    def apply() -> None:
+        resource.setrlimit(kind, (value, value))
+
+    return apply
+
+
+def close_wait(port: int) -> int:
+    """Sockets of this machine on local `port` in CLOSE-WAIT: the peer closed, this side not yet."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == CLOSE_WAIT:
+                count += 1
+    return count
+
+
+def fresh_connection_get(port: int, path: str, timeout: float = 3.0) -> bytes:
+    """GET `path` on a new connection without `Connection: close`, read the answer, close.
+
+    As scripts and health checkers do: HTTP/1.1 keeps the connection open by default, and the
+    client simply closes it once it has the answer. The status line, or b"" when reset.
+    """
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            received = b""
+            while b"\r\n\r\n" not in received:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+            head, _, body = received.partition(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
+            while len(body) < length:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                body += chunk
+            return head.split(b"\r\n", 1)[0] if len(body) >= length else b""
+    except OSError:
+        return b""
+
+
+class FreshConnections:
+    """`threads` clients that GET a path on a new connection each time, for `seconds`."""
+
+    def __init__(self, port: int, path: str, threads: int, seconds: float) -> None:
+        self.port, self.path = port, path
+        self.deadline = time.monotonic() + seconds
+        self.answered = 0
+        self.failed = 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.client, daemon=True) for _ in range(threads)]
+
+    def run(self) -> None:
+        """Run every client to the deadline."""
+        for thread in self.threads:
+            thread.start()
+        for thread in self.threads:
+            thread.join()
+
+    def client(self) -> None:
+        """One client's loop."""
+        while time.monotonic() < self.deadline:
+            status = fresh_connection_get(self.port, self.path)
+            with self.lock:
+                if status.split(b" ")[1:2] == [b"200"]:
+                    self.answered += 1
+                else:
+                    self.failed += 1
+
+
+def test_clients_that_close_after_each_answer_are_released_at_once(
+    serve: Start, tiny_zip: Path
+) -> None:
+    # 256 open files: about 90 connections per worker, reached in a fraction of a second by
+    # connections that stay in CLOSE-WAIT until Hypercorn's 5 s keep-alive timeout.
+    server = serve(tiny_zip, preexec_fn=limit(resource.RLIMIT_NOFILE, 256))
+    server.wait_ready(30)
+    load = FreshConnections(server.port, "/healthz", threads=4, seconds=4)
+    load.run()
+    lingering = close_wait(server.port)
+    print(f"{load.answered} answered, {load.failed} failed, {lingering} in CLOSE-WAIT after")
+    assert load.answered > 200
+    assert load.failed == 0
+    # A connection the client closed is closed at once by the server; allow the last few.
+    assert lingering <= 8
+    assert server.stop() == 0

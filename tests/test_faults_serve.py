@@ -7,7 +7,10 @@ what it started.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
+import signal
 import socket
 import threading
 import time
@@ -17,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests import live
-from tests.live import Server
+from tests.live import Server, get, until
 
 pytestmark = pytest.mark.faults
 
@@ -152,4 +155,29 @@ def test_clients_that_close_after_each_answer_are_released_at_once(
     assert load.failed == 0
     # A connection the client closed is closed at once by the server; allow the last few.
     assert lingering <= 8
+    assert server.stop() == 0
+
+
+def test_a_hung_worker_is_killed_and_replaced(serve: Start, tiny_zip: Path) -> None:
+    server = serve(tiny_zip, WORKER_TIMEOUT="2")
+    server.wait_ready(30)
+    until(lambda: len(server.workers()) == 2, 10, server.output)
+    hung = min(server.workers())
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        # 2 s without a heartbeat, checked every 0.2 s, then a replacement that starts.
+        replaced_in = until(
+            lambda: hung not in server.workers() and len(server.workers()) == 2,
+            10,
+            lambda: f"worker {hung} still there:\n{server.output()[-2000:]}",
+        )
+        serving_in = replaced_in + server.wait_ready(10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGCONT)
+    print(f"replaced in {replaced_in:.1f} s, every connection answered after {serving_in:.1f} s")
+    assert serving_in < 8
+    assert f"worker {hung} missed its heartbeat for 2 s: killing it" in server.output()
+    # Every fresh connection, not most: the stopped worker no longer holds its share of them.
+    assert all(get(server.url("/healthz"), timeout=2).status == 200 for _ in range(40))
     assert server.stop() == 0

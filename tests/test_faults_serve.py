@@ -181,3 +181,50 @@ def test_a_hung_worker_is_killed_and_replaced(serve: Start, tiny_zip: Path) -> N
     # Every fresh connection, not most: the stopped worker no longer holds its share of them.
     assert all(get(server.url("/healthz"), timeout=2).status == 200 for _ in range(40))
     assert server.stop() == 0
+
+
+def raw_answer(port: int, request: bytes) -> tuple[int, dict[str, str]]:
+    """Send `request` as it is on a new connection: the answer's status and headers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+    status_line, *lines = received.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    headers = dict(line.split(":", 1) for line in lines)
+    return int(status_line.split()[1]), {k.lower(): v.strip() for k, v in headers.items()}
+
+
+SECURITY = (
+    "content-security-policy",
+    "x-content-type-options",
+    "x-frame-options",
+    "referrer-policy",
+)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000, 431),
+        (b"POST /api/recommendations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    ],
+    ids=["malformed", "headers-too-large", "unknown-transfer-coding"],
+)
+def test_answers_hypercorn_makes_itself_carry_the_security_headers(
+    serve: Start, tiny_zip: Path, request_bytes: bytes, status: int
+) -> None:
+    server = serve(tiny_zip, workers=1)
+    server.wait_ready(30)
+    usual = get(server.url("/healthz")).headers
+    assert all(name in usual for name in SECURITY)
+    seen, headers = raw_answer(server.port, request_bytes)
+    assert seen == status
+    assert {name: headers.get(name) for name in SECURITY} == {
+        name: usual[name] for name in SECURITY
+    }
+    assert server.stop() == 0

@@ -11,6 +11,7 @@ import resource
 import socket
 import struct
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import h11
@@ -48,13 +49,21 @@ def connection_cap() -> int:
     return max(16, min(MAX_CONNECTIONS, soft - in_use - RESERVED_FILES))
 
 
-def guard_connections(cap: int) -> None:
+def guard_connections(cap: int, answer_headers: Mapping[str, str] | None = None) -> None:
     """Serve every connection of this process with GuardedConnection, at most `cap` at once.
 
-    Raises hook.HookMismatch if Hypercorn is not shaped as the guard expects (see app.serve.hook).
+    `answer_headers` (the app's security headers) go on the error answers Hypercorn sends by
+    itself, which the app never sees. Raises hook.HookMismatch if Hypercorn is not shaped as
+    the guard expects (see app.serve.hook).
     """
     GuardedConnection.cap = cap
     hook.install(GuardedConnection)
+    hook.add_to_own_answers(
+        [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in (answer_headers or {}).items()
+        ]
+    )
 
 
 class GuardedConnection(TCPServer):

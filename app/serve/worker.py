@@ -52,13 +52,13 @@ async def serve_until_signalled(
 
     for signum in signals:
         loop.add_signal_handler(signum, on_signal, signum)
-    guard_connections(connection_cap())
-    # asyncio accepts up to `backlog` connections at a time, several times over before the
-    # first of them is checked: keep that within the reserve of open files.
-    config.backlog = min(config.backlog, RESERVED_FILES // 4)
     beating = None if heartbeat is None else asyncio.create_task(heartbeat.keep_beating())
     app = create_app(settings)
     app.config["BODY_TIMEOUT"] = BODY_TIMEOUT
+    guard_connections(connection_cap(), app.config.get("SECURITY_HEADERS"))
+    # asyncio accepts up to `backlog` connections at a time, several times over before the
+    # first of them is checked: keep that within the reserve of open files.
+    config.backlog = min(config.backlog, RESERVED_FILES // 4)
     try:
         await serve(app, config, shutdown_trigger=stop.wait)
     finally:

@@ -65,6 +65,8 @@ def install(app: Quart, service: Service, metrics_port: int = 0, access_log: boo
     `access_log` logs a line per request.
     """
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SEND_FILE_MAX_AGE_DEFAULT=3600)
+    # For the server (app.serve), which adds them to the error answers Hypercorn makes itself.
+    app.config["SECURITY_HEADERS"] = SECURITY_HEADERS
     app.extensions["service"] = service
     shared.install_templates(app)
     app.register_blueprint(pages.bp)

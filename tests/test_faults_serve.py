@@ -8,18 +8,26 @@ what it started.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import json
 import os
 import resource
 import signal
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import live
+from tests.conftest import require_real_zip
 from tests.live import Server, get, until
 
 pytestmark = pytest.mark.faults
@@ -227,4 +235,69 @@ def test_answers_hypercorn_makes_itself_carry_the_security_headers(
     assert {name: headers.get(name) for name in SECURITY} == {
         name: usual[name] for name in SECURITY
     }
+    assert server.stop() == 0
+
+
+def movie_ids(source: Path) -> list[int]:
+    """Every movie id in a MovieLens zip's movies.csv."""
+    with zipfile.ZipFile(source) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("movies.csv"))
+        with archive.open(name) as movies:
+            return [int(row["movieId"]) for row in csv.DictReader(io.TextIOWrapper(movies))]
+
+
+def post_ratings(server: Server, movies: list[int]) -> tuple[int, bytes]:
+    """POST a rating of 4 for each of `movies` to /api/recommendations: status and body."""
+    body = json.dumps({"ratings": [{"movie_id": m, "rating": 4.0} for m in movies]}).encode()
+    request = urllib.request.Request(
+        server.url("/api/recommendations?n=50&k=100"),
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+def address_space(pid: int) -> int:
+    """Bytes of address space `pid` has mapped now (VmSize)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmSize:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_out_of_memory_is_answered_503_and_the_server_recovers(serve: Start) -> None:
+    source = require_real_zip()
+    movies = movie_ids(source)
+    server = serve(source)
+    server.wait_ready(120)
+    until(lambda: len(server.workers()) == 2, 10, server.output)
+    for _ in range(6):  # every worker has its threads and caches before the limit
+        assert post_ratings(server, movies[:20])[0] == 200
+    # As `prlimit --as` would: 8 MiB more address space than each worker has, so that the
+    # requests below, of 9,000 ratings each (about 400 KB of JSON), run out of memory.
+    limited = server.workers()
+    for pid in limited:
+        room = address_space(pid) + (8 << 20)
+        resource.prlimit(pid, resource.RLIMIT_AS, (room, room))
+    seen: Counter[int] = Counter()
+    for extra in range(30):
+        status, body = post_ratings(server, movies[: 9000 - extra])
+        seen[status] += 1
+        if status == 503:
+            assert b"short of memory" in body, body
+    print(f"answers: {dict(seen)}; workers {sorted(limited)} -> {sorted(server.workers())}")
+    assert seen[503] >= 1
+    assert set(seen) <= {200, 503, 0}, seen  # no 500; 0: a worker that exits resets its own
+    # Any worker that could not go on has been replaced, and every connection is answered.
+    until(lambda: len(server.workers()) == 2, 10, server.output)
+    recovered_in = server.wait_ready(30)
+    print(f"every connection answered again {recovered_in:.1f} s later")
+    output = server.output()
+    assert "Out of memory" in output
+    assert "Traceback" not in output
     assert server.stop() == 0

@@ -17,6 +17,7 @@ from app.config import Settings
 from app.serve.config import BODY_TIMEOUT, hypercorn_config
 from app.serve.connections import RESERVED_FILES, connection_cap, guard_connections
 from app.serve.heartbeat import Heartbeat
+from app.serve.memory import AnswerOutOfMemory, exit_when_out_of_memory
 from app.serve.sockets import listening_socket, raise_file_limit
 
 log = logging.getLogger(__name__)
@@ -52,15 +53,17 @@ async def serve_until_signalled(
 
     for signum in signals:
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.set_exception_handler(exit_when_out_of_memory)
     beating = None if heartbeat is None else asyncio.create_task(heartbeat.keep_beating())
     app = create_app(settings)
     app.config["BODY_TIMEOUT"] = BODY_TIMEOUT
-    guard_connections(connection_cap(), app.config.get("SECURITY_HEADERS"))
+    security_headers = app.config.get("SECURITY_HEADERS")
+    guard_connections(connection_cap(), security_headers)
     # asyncio accepts up to `backlog` connections at a time, several times over before the
     # first of them is checked: keep that within the reserve of open files.
     config.backlog = min(config.backlog, RESERVED_FILES // 4)
     try:
-        await serve(app, config, shutdown_trigger=stop.wait)
+        await serve(AnswerOutOfMemory(app, security_headers), config, shutdown_trigger=stop.wait)
     finally:
         if beating is not None:
             beating.cancel()

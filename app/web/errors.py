@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quart import Quart, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 from app.engine import (
     MAX_RATINGS,
@@ -50,6 +50,17 @@ def unknown_user_message(exc: UnknownUser) -> str:
     return message + "."
 
 
+OUT_OF_MEMORY = "The server is short of memory right now; please try again in a moment."
+
+
+def out_of_memory(exc: MemoryError) -> Problem:
+    """503 for a request that needed more memory than the worker could get; logged, plainly."""
+    # One line, no traceback: under memory pressure many requests fail alike, and a traceback
+    # each (twice over) made the log the largest allocation of all.
+    log.error("Out of memory answering %s %s: answered 503", request.method, request.path)
+    return Problem(503, OUT_OF_MEMORY)
+
+
 PROBLEMS: dict[type[Exception], Callable[[Any], Problem]] = {
     InvalidInput: lambda exc: Problem(400, exc.message, exc.field),
     InvalidRatings: lambda exc: Problem(400, str(exc), "ratings"),
@@ -57,6 +68,7 @@ PROBLEMS: dict[type[Exception], Callable[[Any], Problem]] = {
     UnknownUser: lambda exc: Problem(404, unknown_user_message(exc), "user_id"),
     AlgorithmUnavailable: lambda exc: Problem(503, str(exc), "algorithm"),
     NotReady: lambda exc: Problem(503, str(exc)),
+    MemoryError: out_of_memory,
 }
 """Every error a request can meet in the normal course of things."""
 
@@ -82,6 +94,10 @@ def json_error(status: int, message: str, field: str | None = None) -> tuple[Res
     return jsonify({"error": body}), status
 
 
+def _is_out_of_memory(exc_info: Any) -> bool:
+    return isinstance(exc_info, tuple) and isinstance(exc_info[1], MemoryError)
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")
 
@@ -100,8 +116,16 @@ def register(app: Quart) -> None:
     for kind in KNOWN_ERRORS:
         app.register_error_handler(kind, known)
 
+    # Out of memory while Quart makes the answer (after the view, so outside the handlers
+    # above) comes as an InternalServerError: it is answered below, and Quart's traceback of it
+    # is left out of the log, where out_of_memory() says it in one line.
+    app.logger.addFilter(lambda record: not _is_out_of_memory(record.exc_info))
+
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[Response | str, int, dict[str, str]]:
+        if isinstance(exc, InternalServerError) and isinstance(exc.original_exception, MemoryError):
+            told = out_of_memory(exc.original_exception)
+            return (*json_error(told.status, told.message), {})
         status = exc.code or 500
         message = exc.description or exc.name
         headers: dict[str, str] = {}

@@ -1,7 +1,7 @@
 """Where the connection guard hooks into Hypercorn, checked at start rather than trusted.
 
 Hypercorn has neither a write timeout nor a connection limit, so app.serve.connections replaces
-the class that serves each connection. That relies on three things Hypercorn does not promise:
+the class that serves each connection. That relies on what Hypercorn does not promise:
 its asyncio worker looks `TCPServer` up in hypercorn.asyncio.run for each new connection;
 a TCPServer keeps `writer`, `context`, `send_lock` and an `idle_task` it can stop, and its run()
 reads through `_read_data()`; `Updated` events say whether the connection is `idle`; and its

@@ -135,6 +135,13 @@ class Settings:
     workers: int = _declare(
         "WORKERS", 1, parse.positive_int, "Number of Hypercorn worker processes."
     )
+    worker_timeout: float = _declare(
+        "WORKER_TIMEOUT",
+        10.0,
+        parse.positive_float,
+        "Seconds a worker may go without a heartbeat from its event loop (it sends one each "
+        "second) before the supervisor kills it and starts another; with `WORKERS` above 1.",
+    )
     compute_threads: int = _declare(
         "COMPUTE_THREADS",
         1,

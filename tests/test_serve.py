@@ -20,6 +20,8 @@ from pathlib import Path
 import h11
 import hypercorn.asyncio.run as hypercorn_run
 import pytest
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.protocol.h11 import H11Protocol
 
 from app.serve import HookMismatch, check_hook_point
 from app.serve.connections import GuardedConnection, guard_connections
@@ -46,6 +48,8 @@ def test_installing_the_guard_replaces_the_class_each_connection_gets(
     [
         (hypercorn_run, "TCPServer", "hypercorn.asyncio.run has no TCPServer class to replace"),
         (h11.Connection, "their_state", "a connection is built differently"),
+        (TCPServer, "_read_data", "TCPServer._read_data is not a coroutine method"),
+        (H11Protocol, "_send_error_response", "no longer sends through _send_h11_event"),
     ],
 )
 def test_a_moved_hook_point_stops_with_the_tested_versions(

@@ -11,11 +11,12 @@ import resource
 import socket
 import struct
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import h11
 from hypercorn.asyncio.tcp_server import TCPServer
-from hypercorn.events import Closed, Event, RawData
+from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol.h11 import H11Protocol
 
 from app.serve import hook
@@ -48,13 +49,21 @@ def connection_cap() -> int:
     return max(16, min(MAX_CONNECTIONS, soft - in_use - RESERVED_FILES))
 
 
-def guard_connections(cap: int) -> None:
+def guard_connections(cap: int, answer_headers: Mapping[str, str] | None = None) -> None:
     """Serve every connection of this process with GuardedConnection, at most `cap` at once.
 
-    Raises hook.HookMismatch if Hypercorn is not shaped as the guard expects (see app.serve.hook).
+    `answer_headers` (the app's security headers) go on the error answers Hypercorn sends by
+    itself, which the app never sees. Raises hook.HookMismatch if Hypercorn is not shaped as
+    the guard expects (see app.serve.hook).
     """
     GuardedConnection.cap = cap
     hook.install(GuardedConnection)
+    hook.add_to_own_answers(
+        [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in (answer_headers or {}).items()
+        ]
+    )
 
 
 class GuardedConnection(TCPServer):
@@ -74,6 +83,7 @@ class GuardedConnection(TCPServer):
         self._taken_at = time.monotonic()
         self._task: asyncio.Task[Any] | None = None
         self._dropped = False
+        self._read_ended = False
         opened = GuardedConnection.open
         opened[self] = None
         while len(opened) > self.cap:
@@ -97,6 +107,20 @@ class GuardedConnection(TCPServer):
                 raise
         finally:
             GuardedConnection.open.pop(self, None)
+
+    async def _read_data(self) -> None:
+        """Hypercorn's reading loop; once it ends, the connection closes as soon as it is idle.
+
+        Hypercorn's run() waits for every task of the connection when reading ends, the idle
+        task included: that one waits out keep_alive_timeout (5 s), so a client that simply
+        closed after its answer (no `Connection: close`) left the socket in CLOSE-WAIT that
+        long, holding a file and a place under the cap. Nothing more can come from the client:
+        the idle task goes, and the connection no longer counts against the cap.
+        """
+        await super()._read_data()
+        self._read_ended = True
+        GuardedConnection.open.pop(self, None)
+        await self.idle_task.stop()
 
     def receiving_body(self) -> bool:
         """True while the client is still sending a request's body (h11's state of it)."""
@@ -129,6 +153,10 @@ class GuardedConnection(TCPServer):
     async def protocol_send(self, event: Event) -> None:
         """Hypercorn's send, but a client that stops reading is dropped (see WRITE_TIMEOUT)."""
         if self._dropped:  # the app may still be finishing its answer: nothing more to do
+            return
+        if isinstance(event, Updated) and event.idle and self._read_ended:
+            # An answer ended after the client stopped sending: no next request can come, so
+            # no idle wait either; run() closes the connection once its tasks are done.
             return
         if not isinstance(event, RawData):
             await super().protocol_send(event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -15,6 +16,7 @@ from app import metrics
 from app.backoff import Backoff
 from app.config import Settings
 from app.serve.config import GRACEFUL_TIMEOUT
+from app.serve.heartbeat import Heartbeat
 from app.serve.sockets import ports_free, raise_file_limit
 from app.serve.worker import run_worker
 
@@ -32,6 +34,7 @@ class _Slot:
     """One worker's place: the process in it, when it started, and how it has been exiting."""
 
     name: str
+    heartbeat: Heartbeat
     process: multiprocessing.process.BaseProcess | None = None
     started: float = 0.0
     starts: int = 0
@@ -47,7 +50,9 @@ def run_workers(settings: Settings) -> int:
     been running a while, else after a growing pause, while the others go on serving; only a
     worker that dies straight after starting MAX_QUICK_EXITS times in a row stops the server
     (exit code 1). On a signal every worker gets SIGTERM and finishes its requests in flight;
-    the exit code is 0 once all have stopped, 1 if one had to be killed.
+    the exit code is 0 once all have stopped, 1 if one had to be killed. A worker whose
+    heartbeat stops for `settings.worker_timeout` seconds (stopped, or its event loop stuck) is
+    killed, and so replaced, as one that died.
     """
     if not ports_free(settings.host, (settings.port, settings.metrics_port)):
         return 1
@@ -60,7 +65,7 @@ def run_workers(settings: Settings) -> int:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["app.serve.worker", "app.web"])
     stopping = threading.Event()
-    slots = [_Slot(f"worker-{i}") for i in range(settings.workers)]
+    slots = [_Slot(f"worker-{i}", Heartbeat(context)) for i in range(settings.workers)]
 
     def on_signal(signum: int, frame: object) -> None:
         if not stopping.is_set():
@@ -68,8 +73,11 @@ def run_workers(settings: Settings) -> int:
         stopping.set()
 
     def start(slot: _Slot) -> None:
+        slot.heartbeat.beat()  # a new worker has until WORKER_TIMEOUT for its first beat
         slot.process = context.Process(
-            target=run_worker, args=(os.getpid(), settings, slot.starts > 0), name=slot.name
+            target=run_worker,
+            args=(os.getpid(), settings, slot.heartbeat, slot.starts > 0),
+            name=slot.name,
         )
         slot.process.start()
         slot.started = time.monotonic()
@@ -93,6 +101,7 @@ def run_workers(settings: Settings) -> int:
                 continue
             code = slot.process.exitcode
             if code is None:
+                _kill_if_silent(slot, settings.worker_timeout)
                 continue
             if slot.process.pid is not None:
                 metrics.worker_gone(slot.process.pid)
@@ -116,6 +125,23 @@ def run_workers(settings: Settings) -> int:
             slot.restart_at = now + pause
             log.error("%s exited with %s; starting another in %.1f s", slot.name, code, pause)
     return 1 if _stop(slots) or failed else 0
+
+
+def _kill_if_silent(slot: _Slot, timeout: float) -> None:
+    """SIGKILL the slot's worker if its heartbeat has stopped for `timeout` seconds.
+
+    Its exit is then seen as any other and the worker replaced, as gunicorn does on its worker
+    timeout: a stopped or stuck worker would otherwise hold its share of new connections.
+    """
+    silent = slot.heartbeat.silent_for()
+    process = slot.process
+    if silent < timeout or process is None or process.pid is None:
+        return
+    log.error("worker %d missed its heartbeat for %.0f s: killing it", process.pid, silent)
+    with contextlib.suppress(ProcessLookupError):  # it exited meanwhile: replaced next round
+        os.kill(process.pid, signal.SIGKILL)
+    # Until the kill lands, do not count the same silence again.
+    slot.heartbeat.beat()
 
 
 def _stop(slots: list[_Slot]) -> bool:

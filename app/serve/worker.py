@@ -16,6 +16,8 @@ from app import logs, metrics
 from app.config import Settings
 from app.serve.config import BODY_TIMEOUT, hypercorn_config
 from app.serve.connections import RESERVED_FILES, connection_cap, guard_connections
+from app.serve.heartbeat import Heartbeat
+from app.serve.memory import AnswerOutOfMemory, exit_when_out_of_memory
 from app.serve.sockets import listening_socket, raise_file_limit
 
 log = logging.getLogger(__name__)
@@ -25,11 +27,13 @@ async def serve_until_signalled(
     config: Config,
     settings: Settings,
     signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT),
+    heartbeat: Heartbeat | None = None,
 ) -> None:
     """Serve create_app(settings) in this process until a signal, then shut down gracefully.
 
     Hypercorn stops accepting, lets the requests in flight finish (up to graceful_timeout), closes
     idle connections, and runs the app's after_serving, which cancels a build in progress.
+    `heartbeat`, when given, beats from this event loop for the supervisor's watchdog.
     """
     from hypercorn.asyncio import serve
 
@@ -49,17 +53,29 @@ async def serve_until_signalled(
 
     for signum in signals:
         loop.add_signal_handler(signum, on_signal, signum)
-    guard_connections(connection_cap())
+    loop.set_exception_handler(exit_when_out_of_memory)
+    beating = None if heartbeat is None else asyncio.create_task(heartbeat.keep_beating())
+    app = create_app(settings)
+    app.config["BODY_TIMEOUT"] = BODY_TIMEOUT
+    security_headers = app.config.get("SECURITY_HEADERS")
+    guard_connections(connection_cap(), security_headers)
     # asyncio accepts up to `backlog` connections at a time, several times over before the
     # first of them is checked: keep that within the reserve of open files.
     config.backlog = min(config.backlog, RESERVED_FILES // 4)
-    app = create_app(settings)
-    app.config["BODY_TIMEOUT"] = BODY_TIMEOUT
-    await serve(app, config, shutdown_trigger=stop.wait)
+    try:
+        await serve(AnswerOutOfMemory(app, security_headers), config, shutdown_trigger=stop.wait)
+    finally:
+        if beating is not None:
+            beating.cancel()
 
 
-def run_worker(supervisor: int, settings: Settings, replacement: bool = False) -> None:
-    """One worker process: its own sockets, Hypercorn in this process until SIGTERM."""
+def run_worker(
+    supervisor: int, settings: Settings, heartbeat: Heartbeat, replacement: bool = False
+) -> None:
+    """One worker process: its own sockets, Hypercorn in this process until SIGTERM.
+
+    Its event loop beats `heartbeat` every second for the supervisor's watchdog.
+    """
     die_with_supervisor(supervisor)
     logs.configure(settings.log_level, settings.log_format)
     if replacement:  # counted here: the supervisor keeps no metrics of its own
@@ -73,7 +89,9 @@ def run_worker(supervisor: int, settings: Settings, replacement: bool = False) -
         config.bind.append(f"fd://{metrics_sock.fileno()}")
     # Ctrl-C reaches the whole process group; the parent decides when to stop, via SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(serve_until_signalled(config, settings, signals=(signal.SIGTERM,)))
+    asyncio.run(
+        serve_until_signalled(config, settings, signals=(signal.SIGTERM,), heartbeat=heartbeat)
+    )
 
 
 def die_with_supervisor(supervisor: int) -> None:

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from app.engine import Service
 from app.web import api, errors, observe, pages, shared, visitor
 from app.web.middleware import (
+    SECURITY_HEADERS,
     CompressWhenAccepted,
     MarkLastChunk,
     RefuseUnsafeRequests,
@@ -39,6 +40,8 @@ def install(app: Quart, service: Service, metrics_port: int = 0, access_log: boo
     `access_log` logs a line per request.
     """
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SEND_FILE_MAX_AGE_DEFAULT=3600)
+    # For the server (app.serve), which adds them to the error answers Hypercorn makes itself.
+    app.config["SECURITY_HEADERS"] = SECURITY_HEADERS
     app.extensions["service"] = service
     shared.install_templates(app)
     app.register_blueprint(pages.bp)

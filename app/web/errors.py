@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from quart import Quart, Response, current_app, has_request_context, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
 from app.engine import (
@@ -52,12 +52,24 @@ def unknown_user_message(exc: UnknownUser) -> str:
     return message + "."
 
 
+OUT_OF_MEMORY = "The server is short of memory right now; please try again in a moment."
+
+
+def out_of_memory(exc: MemoryError) -> Problem:
+    """503 for a request that needed more memory than the worker could get; logged, plainly."""
+    # One line, no traceback: under memory pressure many requests fail alike, and a traceback
+    # each (twice over) made the log the largest allocation of all.
+    log.error("Out of memory answering %s %s: answered 503", request.method, request.path)
+    return Problem(503, OUT_OF_MEMORY)
+
+
 PROBLEMS: dict[type[Exception], Callable[[Any], Problem]] = {
     InvalidInput: lambda exc: Problem(400, exc.message, exc.field),
     InvalidRatings: lambda exc: Problem(400, str(exc), "ratings"),
     UnknownAlgorithm: lambda exc: Problem(400, str(exc), "algorithm"),
     UnknownUser: lambda exc: Problem(404, unknown_user_message(exc), "user_id"),
     AlgorithmUnavailable: lambda exc: Problem(503, str(exc), "algorithm"),
+    MemoryError: out_of_memory,
 }
 """Every error a request can meet in the normal course of things, once the model is served."""
 
@@ -124,6 +136,10 @@ def not_ready(status: int = 503) -> tuple[Response | str, int, dict[str, str]]:
     return html, status, {**headers, **VARY}
 
 
+def _is_out_of_memory(exc_info: Any) -> bool:
+    return isinstance(exc_info, tuple) and isinstance(exc_info[1], MemoryError)
+
+
 def _wants_json() -> bool:
     if not has_request_context():  # a WebSocket handshake, which the middleware refuses first
         return True
@@ -163,8 +179,16 @@ def register(app: Quart) -> None:
         if isinstance(found, RequestRedirect):
             request.routing_exception = RequestRedirect(relative(found.new_url))
 
+    # Out of memory while Quart makes the answer (after the view, so outside the handlers
+    # above) comes as an InternalServerError: it is answered below, and Quart's traceback of it
+    # is left out of the log, where out_of_memory() says it in one line.
+    app.logger.addFilter(lambda record: not _is_out_of_memory(record.exc_info))
+
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[Response | str, int, dict[str, str]]:
+        if isinstance(exc, InternalServerError) and isinstance(exc.original_exception, MemoryError):
+            told = out_of_memory(exc.original_exception)
+            return (*json_error(told.status, told.message), {})
         status = exc.code or 500
         message = exc.description or exc.name
         headers: dict[str, str] = {}

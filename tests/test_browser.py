@@ -517,3 +517,14 @@ def test_stars_show_their_state_in_forced_colours(browser: Browser, live_server:
     filled, empty = set(drawn[:6]), set(drawn[6:])
     assert len(filled) == 1 and len(empty) == 1 and filled != empty, drawn
     context.close()
+
+
+def test_buttons_keep_an_outline_in_forced_colours(browser: Browser, live_server: str) -> None:
+    # Their fill is taken away there: without a border a button reads as plain text.
+    context, page = _new_page(browser)
+    page.emulate_media(forced_colors="active")
+    page.goto(f"{live_server}/")
+    button = page.get_by_role("button", name="Get recommendations")
+    width = button.evaluate("button => parseFloat(getComputedStyle(button).borderTopWidth)")
+    assert width >= 1, width
+    context.close()

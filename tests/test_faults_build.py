@@ -39,7 +39,7 @@ ROOM = 1 << 20
 """Free bytes left in DATA_DIR beyond what the server's first build needs: enough for lock and
 marker files, far too little for the complete snapshot."""
 FILLER = 32 << 20
-"""The filler file: freeing it leaves room for several complete snapshots."""
+"""The filler file: freeing it leaves room for the complete snapshot beside the matrix's."""
 CONNECTIONS = 10
 """New connections in a row that must agree: each may reach any worker."""
 # Mount the tmpfs on DATA_DIR, fill what the server must not have, then run the server.

@@ -9,7 +9,7 @@ DEPLOY_VENV := .venv-deploy
 DEPLOY_REQUIREMENTS := deploy/kubernetes/requirements-lint.txt
 KUBECTL := $(DEPLOY_VENV)/bin/kubectl
 
-.PHONY: run test faults container-image container-test cluster-test lint deploy-tools bench evaluate install static clean
+.PHONY: run test faults container-image container-test cluster-test lint deploy-tools bench soak evaluate install static clean
 
 run: install static
 	$(BIN)/movierec serve
@@ -66,6 +66,10 @@ bench: install static
 	$(BIN)/python bench/scale.py --sizes $(BENCH_SIZES)
 	$(BIN)/python bench/snapshot_scale.py --size $(BENCH_SNAPSHOT_SIZE) --source $(BENCH_SOURCE)
 	$(BIN)/python bench/http_load.py $(BENCH_SOURCE)
+
+# What a worker's memory is made of after 5 minutes of mixed load (two workers, 127.0.0.1).
+soak: install static
+	$(BIN)/python bench/soak.py $(BENCH_SOURCE)
 
 # Offline evaluation of every algorithm; the dataset comes from MOVIELENS_SOURCE as for `run`.
 evaluate: install

@@ -174,8 +174,8 @@ class Settings:
         "RESULT_CACHE_BYTES",
         64 << 20,
         parse.positive_int,
-        "Most memory, in bytes, the recent answers of each worker may take (estimated); the "
-        "least recently used go first.",
+        "Most memory, in bytes, the recent answers of each worker may take (each answer's size "
+        "measured when it is stored); the least recently used go first.",
     )
     retry_backoff: float = _declare(
         "RETRY_BACKOFF",

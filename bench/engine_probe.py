@@ -48,7 +48,7 @@ def engine(options: argparse.Namespace) -> dict[str, object]:
     """Time to ready and recommendation latency through the Engine."""
     settings = Settings(source=options.source, data_dir=Path(options.data_dir))
     started = time.perf_counter()
-    engine = asyncio.run(_loaded(settings))
+    engine = asyncio.run(loaded_engine(settings))
     ready = time.perf_counter() - started
     if not engine.ready:
         raise SystemExit(f"build failed: {engine.status.error}")
@@ -75,7 +75,7 @@ def engine(options: argparse.Namespace) -> dict[str, object]:
     }
 
 
-async def _loaded(settings: Settings) -> Engine:
+async def loaded_engine(settings: Settings) -> Engine:
     """An Engine once its model is loaded (or failed), its background work stopped."""
     engine = Engine(settings)
     engine.start()

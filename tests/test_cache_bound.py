@@ -22,3 +22,18 @@ async def test_the_answer_cache_is_bounded_in_bytes(settings: Settings, tiny_zip
     assert 0 < info.bytes <= limit and info.max_bytes == limit
     assert info.entries < 25  # some were let go to stay within the bytes
     await service.stop()
+
+
+async def test_an_answer_cache_of_size_zero_keeps_nothing(
+    settings: Settings, tiny_zip: Path
+) -> None:
+    service = Service(settings.replace(source=str(tiny_zip), result_cache=0))
+    service.start()
+    await service.loaded()
+    first = await service.recommend(1, n=3, k=2)
+    again = await service.recommend(1, n=3, k=2)
+    await service.recommend_for_ratings([(10, 4.5), (60, 3.0)], n=3, k=2)
+    info = service.cache_info()
+    assert first.value == again.value
+    assert (info.entries, info.bytes, info.hits) == (0, 0, 0)
+    await service.stop()

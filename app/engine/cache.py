@@ -109,6 +109,11 @@ class LRUCache(Generic[V]):
         self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
         self._lock = threading.Lock()
 
+    @property
+    def keeps(self) -> bool:
+        """False when the cache is off (size 0): nothing put is kept, so nothing need be weighed."""
+        return self.size > 0
+
     def get(self, key: Hashable) -> V | None:
         """The value for `key`, marked as just used, or None."""
         with self._lock:

@@ -129,11 +129,6 @@ def serving(snapshot_id: str, built_at: str, fits: Mapping[str, float]) -> None:
         FIT_SECONDS.labels(name).set(seconds)
 
 
-def fitted(algorithm: str, seconds: float) -> None:
-    """This worker fitted `algorithm` itself in `seconds`."""
-    FIT_SECONDS.labels(algorithm).set(seconds)
-
-
 def exposition() -> bytes:
     """Every metric in Prometheus' text format: all workers' together when there are several."""
     if os.environ.get(MULTIPROC_ENV):

@@ -56,6 +56,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def post(url: str, timeout: float = 5.0) -> int:
+    """Status of an empty POST."""
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
 def get_json(url: str) -> tuple[int, Any]:
     """Status and JSON body of a GET (status 0 when nothing answered, {} on an error status)."""
     try:

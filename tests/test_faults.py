@@ -14,8 +14,6 @@ import signal
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,20 +21,10 @@ import pytest
 
 from tests import live
 from tests.conftest import make_zip
-from tests.live import Server, get, get_json, until
+from tests.live import Server, get, get_json, post, until
 from tests.tiny import TINY_MOVIES, TINY_RATINGS
 
 pytestmark = pytest.mark.faults
-
-
-def post(url: str, timeout: float = 2.0) -> int:
-    """Status of an empty POST."""
-    request = urllib.request.Request(url, data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
 
 
 def alive(pid: int) -> bool:

@@ -18,14 +18,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests import live
 from tests.conftest import IN_CI, require_real_zip
-from tests.live import ROOT, Server, environment_for, free_port, get_json, until
+from tests.live import ROOT, Server, environment_for, free_port, get_json, post, until
 from tests.test_readonly_data import unshare_command
 
 pytestmark = pytest.mark.faults
@@ -85,16 +84,7 @@ def first_build_footprint(source: Path, folder: Path) -> int:
 
     `movierec build` of the original alone writes what a server writes before it serves.
     """
-    env = environment_for(source, folder)
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "build"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = live.build(source, folder, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     size = footprint(folder / "data")
     shutil.rmtree(folder)
@@ -157,16 +147,6 @@ def everywhere(server: Server, state: str, names: tuple[str, ...]) -> bool:
 def described(server: Server) -> str:
     """What /api/algorithms says now and the end of the server's output, for a failure."""
     return f"/api/algorithms: {availability(server)}\n{server.output()[-3000:]}"
-
-
-def post(url: str, timeout: float = 5.0) -> int:
-    """Status of an empty POST."""
-    request = urllib.request.Request(url, data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
 
 
 def serves_original_and_fails_the_rest(server: Server) -> set[int]:

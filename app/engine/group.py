@@ -2,9 +2,8 @@
 
 Each member with ratings is an ad-hoc profile answered by the visitor policy's algorithm for
 their number of ratings (app/engine/choice.py), exactly as /rate would answer them alone,
-but over every film rather than a top n: `Algorithm.rank(profile, n_items)` already ranks
-every film it has evidence for, so that is the full score vector (films without evidence
-score -inf, i.e. last). Films any member rated and the films set aside are never offered;
+but over every film rather than a top n (`rank_all`: films without evidence score -inf,
+i.e. last). Films any member rated and the films set aside are never offered;
 the strategies of app/recommender/group.py merge the rest. Blocking: the Service runs it
 off the event loop.
 """
@@ -23,7 +22,13 @@ from app.engine.model import Model
 from app.engine.queries import InvalidRatings, Ratings
 from app.engine.status import AlgorithmStatus
 from app.recommender import Algorithm, Profile, Ranking, Reason
-from app.recommender.group import STRATEGIES, GroupStrategy, matches
+from app.recommender.group import (
+    STRATEGIES,
+    GroupStrategy,
+    matches,
+    rank_all,
+    score_vector,
+)
 
 DEFAULT_GROUP_STRATEGY = "gfar"
 """Measured with `movierec evaluate --split group` (README, Evaluation)."""
@@ -92,7 +97,7 @@ def group_strategy(name: str | None) -> GroupStrategy:
 
 @dataclass(frozen=True)
 class _Scored:
-    """One member with ratings: their algorithm, profile, full ranking and candidate scores."""
+    """One member with ratings: algorithm, profile, full ranking, scores of the films on offer."""
 
     position: int
     algorithm: Algorithm
@@ -165,11 +170,10 @@ def _score(
     profile = model.profile_for(ratings)
     if len(profile.items) == 0:
         return None
-    ranking = choice.algorithm.rank(profile, model.matrix.n_items, choice.k)
+    ranking = rank_all(choice.algorithm, profile, model.matrix.n_items, choice.k)
     if len(ranking.items) == 0:
         return None
-    scores = np.full(model.matrix.n_items, -np.inf)
-    scores[ranking.items] = ranking.scores
+    scores = score_vector(ranking, model.matrix.n_items)
     return _Scored(index, choice.algorithm, profile, ranking, scores[candidates])
 
 
@@ -180,12 +184,7 @@ def _reasons(
     per_member = [
         member.algorithm.explain(
             member.profile,
-            Ranking(
-                columns,
-                np.zeros(len(columns)),
-                member.ranking.neighbours,
-                member.ranking.similarities,
-            ),
+            _ranking_of(member, columns),
             limit=REASONS_PER_FILM,
         )
         for member in scored
@@ -200,6 +199,12 @@ def _reasons(
                     picked.setdefault((reasons[depth].kind, reasons[depth].id), reasons[depth])
         merged.append(tuple(picked.values()))
     return [tuple(_because(model, reason) for reason in film) for film in merged]
+
+
+def _ranking_of(member: _Scored, columns: np.ndarray) -> Ranking:
+    """The group's films as a ranking the member's algorithm explains (with its neighbours)."""
+    full = member.ranking
+    return Ranking(columns, np.zeros(len(columns)), full.neighbours, full.similarities)
 
 
 def _popular(

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+from app.recommender.base import Algorithm, Ranking
+from app.recommender.matrix import Profile
+
 MISERY_THRESHOLD = 0.5
 """Average without misery keeps films every member matches at least this well."""
 GFAR_TOP = 50
@@ -57,6 +60,24 @@ def percentiles(scores: np.ndarray) -> np.ndarray:
         return np.ones_like(scores, dtype=np.float64)
     ranks = rankdata(scores, method="average", axis=1)
     return np.asarray((ranks - 1.0) / (films - 1.0), dtype=np.float64)
+
+
+def rank_all(algorithm: Algorithm, profile: Profile, n_items: int, k: int | None) -> Ranking:
+    """The algorithm's ranking of every film it can score for the profile, best first.
+
+    An algorithm answers a top n; asked for n = every film it returns all those with a
+    finite score (each scores every film, then `unseen_top`), so no algorithm needs a
+    second method. It costs one sort of the films over the top n's partial one: about
+    1 ms on ml-latest-small's 9,700 films.
+    """
+    return algorithm.rank(profile, n_items, k)
+
+
+def score_vector(ranking: Ranking, n_items: int) -> np.ndarray:
+    """A full ranking's scores by matrix column: -inf for films rated or without evidence."""
+    scores = np.full(n_items, -np.inf)
+    scores[ranking.items] = ranking.scores
+    return scores
 
 
 def _best(primary: np.ndarray, secondary: np.ndarray, n: int) -> GroupRanking:

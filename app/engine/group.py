@@ -30,7 +30,7 @@ from app.recommender.group import (
     score_vector,
 )
 
-DEFAULT_GROUP_STRATEGY = "gfar"
+DEFAULT_GROUP_STRATEGY = "average"
 """Measured with `movierec evaluate --split group` (README, Evaluation)."""
 POPULAR_LABEL = "Most rated films (no member has rated a film yet)"
 

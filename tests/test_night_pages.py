@@ -67,7 +67,8 @@ async def test_a_new_night_shows_its_link_qr_code_and_join_form(
     assert response.status_code == 200
     page = parse(await response.get_data(as_text=True))
     assert one(page, "#share-url").attributes["value"] == f"http://localhost{night}"
-    qr = one(page, "figure.qr svg.qr-code")
+    assert "open" in one(page, "details.qr").attributes
+    qr = one(page, ".qr figure svg.qr-code")
     assert qr.attributes["role"] == "img"
     assert "QR code" in (qr.attributes["aria-label"] or "")
     assert one(page, "form.join").attributes["action"] == f"{night}/join"
@@ -93,6 +94,7 @@ async def test_joining_sets_a_private_cookie_and_escapes_the_name(
     assert not page.css(".members b"), "the name is text, never markup"
     assert one(page, ".you strong").text() == "<b>Ana</b>"
     assert page.css("#night-rate #found .film-list li"), "the starter grid to rate from"
+    assert "open" not in one(page, "details.qr").attributes, "a member has the QR code folded"
 
     over_https = ready_app.test_client()
     secure = await over_https.post(f"{night}/join", form={"name": "Ben"}, scheme="https")
@@ -189,7 +191,8 @@ async def test_ratings_can_be_brought_in_removed_and_left(ready_app: TestAppProt
     for form, field in (({"from_user": "abc"}, "valid user ID"), ({"link": "nonsense"}, "")):
         refused = await ana.post(f"{night}/bring", form=form)
         assert refused.status_code == 400
-        assert field in text_of(one(parse(await refused.get_data(as_text=True)), ".bring .error"))
+        page = parse(await refused.get_data(as_text=True))
+        assert field in text_of(one(page, ".bring .night-error"))
     unknown = await ana.post(f"{night}/bring", form={"from_user": "999"})
     assert unknown.status_code == 400
 

@@ -157,7 +157,7 @@ async def test_twelve_joining_at_once_all_fit_and_a_thirteenth_does_not(nights: 
     assert len((await nights.get(night.id)).members) == MAX_MEMBERS
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * (MAX_NAME + 1)])
+@pytest.mark.parametrize("name", ["", "   ", "x" * (MAX_NAME + 1), "Ana\nBen", "Ana\x00"])
 async def test_a_name_must_be_given_and_short(nights: Nights, name: str) -> None:
     night = await nights.create("192.0.2.1")
     with pytest.raises(InvalidName):
@@ -166,8 +166,8 @@ async def test_a_name_must_be_given_and_short(nights: Nights, name: str) -> None
 
 async def test_a_name_is_trimmed_and_kept_as_written(nights: Nights) -> None:
     night = await nights.create("192.0.2.1")
-    member, _ = await nights.join(night.id, "  Chloé   <b>&</b>  " + "é" * 20)
-    assert member.name == "Chloé <b>&</b> " + "é" * 20
+    member, _ = await nights.join(night.id, "  Chloé   <b>&</b> " + "é" * 23 + " ")
+    assert member.name == "Chloé   <b>&</b> " + "é" * 23
     assert (await nights.get(night.id)).members[0].name == member.name
 
 

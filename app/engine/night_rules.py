@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 
 MAX_MEMBERS = 12
 MAX_NIGHT_RATINGS = 500
@@ -74,10 +75,13 @@ def digest(token: str) -> str:
 
 
 def check_name(name: str) -> str:
-    """The display name trimmed; InvalidName if empty or over MAX_NAME characters."""
-    trimmed = " ".join(name.split())
+    """The display name without the spaces around it; InvalidName if empty, over MAX_NAME
+    characters, or holding control characters (which no one can read or type)."""
+    trimmed = name.strip()
     if not trimmed:
         raise InvalidName("Please give a name for the others to see.")
     if len(trimmed) > MAX_NAME:
         raise InvalidName(f"A name can have at most {MAX_NAME} characters.")
+    if any(unicodedata.category(character) in ("Cc", "Cs") for character in trimmed):
+        raise InvalidName("A name cannot hold control characters such as line breaks.")
     return trimmed

@@ -211,6 +211,7 @@ class Nights:
         ratings: Sequence[tuple[int, float]],
     ) -> Member:
         """Replace the member's ratings. Forbidden, InvalidRatings or TooManyRatings."""
+        await self._check_member(night_id, member_id, token)
         if len(ratings) > MAX_NIGHT_RATINGS:
             raise TooManyRatings()
         checked = (await self._recommender.check_ratings(ratings)).pairs()
@@ -224,6 +225,7 @@ class Nights:
     ) -> Member:
         """Rate one film, or remove its rating (None). Forbidden, InvalidRatings, TooManyRatings."""
         if rating is not None:
+            await self._check_member(night_id, member_id, token)
             await self._recommender.check_ratings([(movie_id, rating)])
         async with await self._transaction() as connection:
             await self._authorised(connection, night_id, member_id, token)
@@ -240,6 +242,7 @@ class Nights:
 
     async def set_aside(self, night_id: str, member_id: str, token: str, movie_id: int) -> Night:
         """Set a film aside for everyone ("not tonight"). Forbidden, InvalidRatings."""
+        await self._check_member(night_id, member_id, token)
         await self._check_film(movie_id)
         async with await self._transaction() as connection:
             now = await self._authorised(connection, night_id, member_id, token)
@@ -251,6 +254,7 @@ class Nights:
     async def pick(self, night_id: str, member_id: str, token: str, movie_id: int | None) -> Night:
         """Mark the night's pick, or clear it (None). Forbidden, InvalidRatings."""
         if movie_id is not None:
+            await self._check_member(night_id, member_id, token)
             await self._check_film(movie_id)
         async with await self._transaction() as connection:
             now = await self._authorised(connection, night_id, member_id, token)
@@ -307,6 +311,19 @@ class Nights:
         if expected is None or not hmac.compare_digest(expected, digest(token)):
             raise Forbidden()
         return now
+
+    async def _check_member(self, night_id: str, member_id: str, token: str) -> None:
+        """NightNotFound or Forbidden before any other check of a change, without changing it.
+
+        So that a change to an unknown night or by the wrong member is refused as such
+        whatever it carries; the change itself checks again, in its own transaction.
+        """
+        async with await self._transaction() as connection:
+            if await stored.version(connection, night_id, self._clock()) is None:
+                raise NightNotFound()
+            expected = await stored.token_of(connection, night_id, member_id)
+        if expected is None or not hmac.compare_digest(expected, digest(token)):
+            raise Forbidden()
 
     async def _check_film(self, movie_id: int) -> None:
         try:

@@ -13,17 +13,12 @@ import pytest
 
 from app import create_app
 from app.config import Settings
-from app.engine import MAX_MEMBERS, Service
+from app.engine import MAX_MEMBERS
 from tests.conftest import wait_until_settled
 from tests.live import free_port
 
 if TYPE_CHECKING:  # pytest would take a Test* class in the module for tests to collect
     from quart.typing import TestClientProtocol
-
-needs_group = pytest.mark.skipif(
-    not hasattr(Service, "recommend_for_group"),
-    reason="Service.recommend_for_group comes from branch group",
-)
 
 
 @pytest.fixture
@@ -248,7 +243,6 @@ async def test_starts_past_the_limit_get_429_with_retry_after(client: TestClient
     assert "5 movie nights" in error_of(await response.get_json())["message"]
 
 
-@needs_group
 async def test_the_group_list_names_each_members_match(client: TestClientProtocol) -> None:
     night = await start(client)
     ana, ana_token = await join(client, night, "Ana")
@@ -293,3 +287,21 @@ async def test_without_the_database_nights_answer_503_and_the_rest_works(
             assert "unavailable" in message and "s3cret" not in message
             assert str(tmp_path) not in message
             assert (await client.get("/api/users/1/recommendations")).status_code == 200
+
+
+async def test_an_unknown_strategy_is_a_400_naming_it(client: TestClientProtocol) -> None:
+    night = await start(client)
+    response = await client.get(f"/api/nights/{night}/recommendations?strategy=coin-toss")
+    assert response.status_code == 400
+    problem = error_of(await response.get_json())
+    assert problem["field"] == "strategy" and "coin-toss" in problem["message"]
+
+
+async def test_with_no_ratings_yet_the_list_is_the_most_popular(
+    client: TestClientProtocol,
+) -> None:
+    night = await start(client)
+    await join(client, night, "Ana")
+    body = await (await client.get(f"/api/nights/{night}/recommendations?n=3")).get_json()
+    assert len(body["recommendations"]) == 3
+    assert all(film["members"][0]["match"] is None for film in body["recommendations"])

@@ -17,12 +17,13 @@ from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.backoff import Backoff
 from app.config import Settings
+from app.engine.group import GroupRecommendations
 from app.engine.night_rules import (
     MAX_MEMBERS,
     MAX_NIGHT_RATINGS,
@@ -43,10 +44,6 @@ from app.store import Database
 from app.store import DatabaseUnavailable as DatabaseUnavailable
 from app.store import nights as stored
 from app.store.nights import StoredMember, StoredNight
-
-# The group's list is app.engine.group's GroupRecommendations (branch `group`); until that
-# module is here, its type is left open.
-GroupRecommendations = Any
 
 log = logging.getLogger(__name__)
 

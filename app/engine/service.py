@@ -11,9 +11,9 @@ more threads than cores only take turns and starve the event loop).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from app import metrics
 from app.config import Settings
@@ -22,7 +22,14 @@ from app.engine.answers import Recommendations
 from app.engine.cache import CacheInfo, Kept, LRUCache, entry_bytes
 from app.engine.choice import Choice
 from app.engine.engine import Engine
-from app.engine.nights import GroupRecommender, Nights
+from app.engine.group import (
+    GroupRecommendations,
+    GroupStrategyInfo,
+    group_strategies,
+    group_strategy,
+    recommend_group,
+)
+from app.engine.nights import Nights
 from app.engine.queries import DEFAULT_K, DEFAULT_N, NO_FILTERS, Filters, Ratings
 from app.engine.status import AlgorithmStatus, Status
 from app.engine.visits import STARTERS, Visit, VisitRequest, make_visit
@@ -57,10 +64,7 @@ class Service:
         # Answers (and HTML presented from them) change only when the model does.
         self._answers: LRUCache[Kept] = LRUCache(settings.result_cache, settings.result_cache_bytes)
         self._slots = asyncio.Semaphore(settings.compute_threads)
-        # The group's list comes from recommend_for_group (branch `group`).
-        self._nights = Nights(
-            settings, Database.from_settings(settings), cast(GroupRecommender, self)
-        )
+        self._nights = Nights(settings, Database.from_settings(settings), self)
 
     @property
     def nights(self) -> Nights:
@@ -155,6 +159,30 @@ class Service:
         """
         choice = self._engine.choose_for_visitor(algorithm, len(pairs))
         return await self._off_loop(self._for_ratings, choice, pairs, n, k, filters)
+
+    async def recommend_for_group(
+        self,
+        members: Sequence[Sequence[tuple[int, float]]],
+        n: int = 10,
+        strategy: str | None = None,
+        exclude: Collection[int] = (),
+    ) -> GroupRecommendations:
+        """One list for a group, each member's ratings given as (movie_id, rating) pairs.
+
+        Each member is scored as a visitor would be; films any member rated, and those in
+        `exclude`, are never offered. UnknownStrategy (before any work), InvalidRatings
+        naming the member, or NotReady.
+        """
+        chosen = group_strategy(strategy)
+        model = self._engine.model
+        availability = {status.name: status for status in self._engine.algorithms()}
+        return await self._off_loop(
+            recommend_group, model, availability, members, n, chosen, exclude
+        )
+
+    def group_strategies(self) -> list[GroupStrategyInfo]:
+        """Every group strategy (name, label, description), the default first."""
+        return group_strategies()
 
     async def visit(
         self, asked: VisitRequest, render: Callable[[Visit], str] | None = None

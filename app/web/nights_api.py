@@ -29,6 +29,7 @@ from app.engine import (
     NightNotFound,
     TooManyNights,
     TooManyRatings,
+    UnknownStrategy,
 )
 from app.web.api import json_body
 from app.web.errors import RETRY_AFTER_SECONDS, json_error
@@ -67,6 +68,7 @@ NIGHT_PROBLEMS: dict[type[Exception], NightProblem] = {
     InvalidName: NightProblem(400, "name"),
     Forbidden: NightProblem(403),
     TooManyRatings: NightProblem(400, "ratings"),
+    UnknownStrategy: NightProblem(400, "strategy"),
     TooManyNights: NightProblem(
         429, headers=lambda exc: {"Retry-After": str(getattr(exc, "retry_after", 3600))}
     ),

@@ -85,6 +85,7 @@ def values(service: Service, max_body_bytes: int) -> dict[str, object]:
         "MAX_MEMBERS": MAX_MEMBERS,
         "MAX_NAME": MAX_NAME,
         "MAX_NIGHT_RATINGS": MAX_NIGHT_RATINGS,
+        "GROUP_STRATEGIES": [strategy.name for strategy in service.group_strategies()],
     }
 
 

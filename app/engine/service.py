@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from app import metrics
 from app.config import Settings
@@ -29,7 +29,7 @@ from app.engine.group import (
     group_strategy,
     recommend_group,
 )
-from app.engine.nights import GroupRecommender, Nights
+from app.engine.nights import Nights
 from app.engine.queries import DEFAULT_K, DEFAULT_N, NO_FILTERS, Filters, Ratings
 from app.engine.status import AlgorithmStatus, Status
 from app.engine.visits import STARTERS, Visit, VisitRequest, make_visit
@@ -64,10 +64,7 @@ class Service:
         # Answers (and HTML presented from them) change only when the model does.
         self._answers: LRUCache[Kept] = LRUCache(settings.result_cache, settings.result_cache_bytes)
         self._slots = asyncio.Semaphore(settings.compute_threads)
-        # The group's list comes from recommend_for_group (branch `group`).
-        self._nights = Nights(
-            settings, Database.from_settings(settings), cast(GroupRecommender, self)
-        )
+        self._nights = Nights(settings, Database.from_settings(settings), self)
 
     @property
     def nights(self) -> Nights:

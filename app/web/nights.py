@@ -21,8 +21,10 @@ from app.engine import (
     MAX_NAME,
     DatabaseUnavailable,
     Forbidden,
+    GroupFilm,
     InvalidRatings,
     Member,
+    Movie,
     Night,
     NightError,
     NightNotFound,
@@ -232,7 +234,9 @@ async def _live_context(found: Night) -> dict[str, Any]:
     chosen = await nights().recommendations(found.id)
     listed = chosen.recommendations
     night = chosen.night
-    picked = next((f for f in listed.films if f.movie_id == night.picked), None)
+    picked: GroupFilm | Movie | None = next(
+        (f for f in listed.films if f.movie_id == night.picked), None
+    )
     if night.picked is not None and picked is None:
         # The pick left the list (a member rated it since): look its title up.
         visit = (await service().visit(VisitRequest(ratings=[(night.picked, 5.0)], n=1))).value

@@ -88,6 +88,9 @@ def shoot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}-top.png"))
     page.locator("#night-live").evaluate("element => element.scrollIntoView()")
     page.screenshot(path=str(ARTIFACTS / f"{name}-list.png"))
+    if page.locator("#night-rate").count():
+        page.locator("#night-rate").evaluate("element => element.scrollIntoView()")
+        page.screenshot(path=str(ARTIFACTS / f"{name}-rate.png"))
 
 
 def titles(page: Page) -> list[str]:
@@ -106,9 +109,10 @@ def everyone_sees(pages: list[Page], check: object, started: float) -> float:
 
 def test_three_phones_one_night(browser: Browser, live_server: str) -> None:
     problems: list[str] = []
-    # Ana's context lets axe in (it injects a script; the CSP allows none inline).
+    # Ana's context (dark theme) lets axe in: it injects a script, and the CSP allows none
+    # inline. Ben's keeps the CSP and the light theme; Chloé's forces colours.
     contexts = [
-        phone(browser, problems, bypass_csp=True),
+        phone(browser, problems, bypass_csp=True, color_scheme="dark"),
         phone(browser, problems),
         phone(browser, problems, forced_colors="active"),
     ]
@@ -148,7 +152,7 @@ def test_three_phones_one_night(browser: Browser, live_server: str) -> None:
     rated = set(ana.locator("#night-mine .film-title").all_inner_texts())
     assert not rated & set(lists[0])
     found += _axe(ana, "night with the group's list")
-    for page, who in zip(pages, ("ana", "ben", "chloe-forced-colours"), strict=True):
+    for page, who in zip(pages, ("ana-dark", "ben", "chloe-forced-colours"), strict=True):
         shoot(page, f"night-{who}-phone")
 
     first = lists[0][0]
@@ -158,7 +162,9 @@ def test_three_phones_one_night(browser: Browser, live_server: str) -> None:
 
     second = titles(ben)[0]
     started = time.monotonic()
-    ben.locator("#night-live .group-films li").first.locator("button[name=pick]").click()
+    # By keyboard: Enter on "Pick this", and focus lands on "Undo the pick".
+    ben.locator("#night-live .group-films li").first.locator("button[name=pick]").focus()
+    ben.keyboard.press("Enter")
     picked = everyone_sees(
         pages,
         lambda p: (
@@ -167,8 +173,9 @@ def test_three_phones_one_night(browser: Browser, live_server: str) -> None:
         ),
         started,
     )
+    ben.wait_for_function("() => document.activeElement.id === 'undo-pick'", timeout=2000)
     found += _axe(ana, "night with the pick")
-    for page, who in zip(pages, ("ana", "ben", "chloe-forced-colours"), strict=True):
+    for page, who in zip(pages, ("ana-dark", "ben", "chloe-forced-colours"), strict=True):
         shoot(page, f"night-{who}-picked-phone")
 
     desktop = browser.new_context(

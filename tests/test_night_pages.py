@@ -241,3 +241,42 @@ async def test_without_the_database_night_pages_say_so_and_retry(
     assert live.attributes["hx-get"] == "/nights/some-night/live?v=0", "keeps polling"
     assert (await client.post("/nights")).status_code == 503
     assert (await client.get("/rate")).status_code == 200, "the rest of the site works"
+
+
+@pytest.fixture
+async def strict(settings: Settings, tiny_zip: Path) -> AsyncIterator[TestAppProtocol]:
+    """The tiny app that lets one address start two nights an hour."""
+    app: Quart = create_app(settings.replace(source=str(tiny_zip), night_create_limit=2))
+    async with app.test_app() as test_app:
+        await wait_until_settled(app)
+        yield test_app
+
+
+async def test_starting_too_many_nights_is_refused_with_a_page(strict: TestAppProtocol) -> None:
+    client = strict.test_client()
+    for _ in range(2):
+        await start_night(client)
+    refused = await client.post("/nights")
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 0
+    page = parse(await refused.get_data(as_text=True))
+    assert texts(page, "main p")[0].startswith("At most 2 movie nights")
+
+
+async def test_before_the_model_the_page_waits_and_the_list_keeps_polling(
+    settings: Settings,
+) -> None:
+    app = create_app(settings)  # its source is missing: no model, ever
+    async with app.test_app() as test_app:
+        await wait_until_settled(app)
+        client = test_app.test_client()
+        night = await start_night(client)
+        page = await client.get(night)
+        assert page.status_code == 503
+        # The site's status card, as every page shows it (here: the dataset is missing).
+        assert one(parse(await page.get_data(as_text=True)), "#app.status--failed")
+        assert (await client.get(f"{night}/live?v=1")).status_code == 204, "no model needed"
+        polled = await client.get(f"{night}/live?v=0", headers=FRAGMENT)
+        assert polled.status_code == 503
+        live = one(parse(await polled.get_data(as_text=True)), "#night-live")
+        assert live.attributes["hx-get"] == f"{night}/live?v=0", "keeps polling"

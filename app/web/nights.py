@@ -9,12 +9,9 @@ unchanged (one cheap read) and the group's list when it has changed, on any repl
 from __future__ import annotations
 
 import asyncio
-import functools
-import io
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import segno
 from quart import Blueprint, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 
@@ -31,12 +28,13 @@ from app.engine import (
     NightError,
     NightNotFound,
     Nights,
+    NotReady,
     Ratings,
     TooManyNights,
     UnknownStrategy,
     VisitRequest,
 )
-from app.web.errors import problem
+from app.web.errors import not_ready, not_ready_message, problem
 from app.web.params import (
     InvalidInput,
     parse_movie_id,
@@ -44,6 +42,7 @@ from app.web.params import (
     parse_rating_pair,
     parse_user_id,
 )
+from app.web.qr import qr_svg
 from app.web.shared import VARY, is_fragment_request, render, service
 
 bp = Blueprint("nights", __name__)
@@ -54,8 +53,7 @@ SEARCH_LIMIT = 20
 MAX_QUERY = 100
 RETRY_SECONDS = 5
 """How soon a night page that could not reach the database tries again by itself."""
-QR_CACHE = 1024
-"""QR codes kept (about 2 KB each): one per night's link, made once per worker."""
+QR_LABEL = "QR code of this night's link"
 STATUS = {"NightFull": 409, "Forbidden": 403, "TooManyNights": 429}
 """Statuses of the NightErrors that are not a plain 400 (NightNotFound has its own page)."""
 
@@ -192,6 +190,16 @@ async def unavailable(exc: DatabaseUnavailable) -> ResponseReturnValue:
     return render("night_unavailable.html", **context), 503, headers
 
 
+@bp.errorhandler(NotReady)
+async def not_served(exc: NotReady) -> ResponseReturnValue:
+    """Before the model (or between two): a polled list keeps polling; pages as elsewhere."""
+    if not is_fragment_request():
+        return not_ready()
+    context = {"message": not_ready_message(), "retry": RETRY_SECONDS, "night_id": _night_id()}
+    html = render("partials/night_unavailable.html", **context, title="The group's list is loading")
+    return html, 503, {**VARY, "Retry-After": str(RETRY_SECONDS)}
+
+
 @bp.errorhandler(NightError)
 @bp.errorhandler(InvalidInput)
 @bp.errorhandler(InvalidRatings)
@@ -220,7 +228,7 @@ async def _page(night_id: str, status: int = 200, **extra: Any) -> ResponseRetur
     context |= {
         "share_url": share,
         # 24 ms of pure Python the first time: off the event loop, then kept.
-        "qr_svg": await asyncio.to_thread(qr_svg, share),
+        "qr_svg": await asyncio.to_thread(qr_svg, share, QR_LABEL),
         "query": "",
         "list_id": "found",
         "max_name": MAX_NAME,
@@ -312,25 +320,3 @@ def _status(exc: Exception) -> int:
 
 def _night_id() -> str | None:
     return (request.view_args or {}).get("night_id")
-
-
-@functools.lru_cache(maxsize=QR_CACHE)
-def qr_svg(text: str) -> str:
-    """`text` as a QR code: an inline SVG element, black on white, named for screen readers."""
-    out = io.BytesIO()
-    code = segno.make(text, error="m")
-    code.save(
-        out,
-        kind="svg",
-        xmldecl=False,
-        svgns=True,
-        scale=4,
-        border=4,
-        omitsize=True,
-        svgclass="qr-code",
-        lineclass=None,
-        dark="#000",
-        light="#fff",
-    )
-    label = 'role="img" aria-label="QR code of this night\'s link"'
-    return out.getvalue().decode("ascii").replace("<svg ", f"<svg {label} ", 1)

@@ -46,7 +46,8 @@
       focused = active && target.contains(active) && active.id ? active.id : null;
     }
     // A refusal comes with HX-Reswap: none; show its message in the page's alert instead.
-    if (event.detail.xhr && event.detail.xhr.status >= 400 && event.detail.xhr.status < 500) {
+    const xhr = event.detail.xhr;
+    if (xhr && xhr.status >= 400 && xhr.getResponseHeader("HX-Reswap") === "none") {
       const alert = $("#night-alert");
       const box = document.createElement("div");
       box.innerHTML = event.detail.serverResponse;
@@ -62,7 +63,9 @@
     if (text && text !== lastAnnounced) $("#night-status").textContent = text;
     lastAnnounced = text || lastAnnounced;
     if (focused) {
-      const again = document.getElementById(focused) || $("#list-title");
+      // A picked film has no "Pick this" any more: its undo is where the choice now is.
+      const undo = focused.startsWith("pick-") ? $("#undo-pick") : null;
+      const again = document.getElementById(focused) || undo || $("#list-title");
       if (again) again.focus();
       focused = null;
     }

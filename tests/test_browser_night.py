@@ -160,6 +160,14 @@ def test_three_phones_one_night(browser: Browser, live_server: str) -> None:
     ana.locator("#night-live .group-films li").first.locator("button[name=aside]").click()
     aside = everyone_sees(pages, lambda p: first not in titles(p), started)
 
+    status = "#night-status"
+    assert ben.locator(status).inner_text().startswith("The group's list changed; first ")
+    ben.evaluate(f"document.querySelector('{status}').textContent = ''")
+    quiet_until = time.monotonic() + 1.2  # a poll or more with nothing new: nothing said
+    while time.monotonic() < quiet_until:
+        assert ben.locator(status).inner_text() == "", "announced without a change"
+        time.sleep(0.1)
+
     second = titles(ben)[0]
     started = time.monotonic()
     # By keyboard: Enter on "Pick this", and focus lands on "Undo the pick".
@@ -174,6 +182,7 @@ def test_three_phones_one_night(browser: Browser, live_server: str) -> None:
         started,
     )
     ben.wait_for_function("() => document.activeElement.id === 'undo-pick'", timeout=2000)
+    assert ben.locator(status).inner_text() == f"Tonight's film: {second.split(' (')[0]}."
     found += _axe(ana, "night with the pick")
     for page, who in zip(pages, ("ana-dark", "ben", "chloe-forced-colours"), strict=True):
         shoot(page, f"night-{who}-picked-phone")

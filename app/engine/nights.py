@@ -320,11 +320,13 @@ class Nights:
             try:
                 await self.database.start()
                 break
-            except DatabaseUnavailable as exc:
+            except Exception as exc:
                 failures += 1
                 self._first_start.set()
-                if failures == 1:
+                if failures == 1 and isinstance(exc, DatabaseUnavailable):
                     log.error("Movie nights are unavailable: %s", exc)
+                elif failures == 1:
+                    log.exception("Movie nights are unavailable: the database failed to start")
                 await asyncio.sleep(START_BACKOFF.pause(failures))
         self._first_start.set()
         if failures:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ def _is_unavailable(exc: BaseException) -> bool:
         return False
     # OperationalError, InterfaceError and the rest: lost connections, a server shutting down,
     # a read-only or locked SQLite file, a missing table in a file that was replaced.
-    return isinstance(exc, DBAPIError | OSError | TimeoutError)
+    # sqlite3's own errors come from making the file at start, before SQLAlchemy is involved.
+    return isinstance(exc, DBAPIError | OSError | TimeoutError | sqlite3.Error)
 
 
 class Database:

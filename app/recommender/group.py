@@ -81,8 +81,18 @@ def score_vector(ranking: Ranking, n_items: int) -> np.ndarray:
 
 
 def _best(primary: np.ndarray, secondary: np.ndarray, n: int) -> GroupRanking:
-    """The n best columns by `primary`, ties by `secondary`, then the lower column."""
-    order = np.lexsort((np.arange(len(primary)), -secondary, -primary))[:n]
+    """The n best columns by `primary`, ties by `secondary`, then the lower column.
+
+    Only the films at or above the n-th best primary value are sorted (a partition finds
+    it), not all of them.
+    """
+    films = len(primary)
+    n = max(0, min(n, films))
+    if n == 0:
+        return GroupRanking(np.empty(0, dtype=np.int64), np.empty(0))
+    cutoff = np.partition(primary, films - n)[films - n]
+    pool = np.flatnonzero(primary >= cutoff)
+    order = pool[np.lexsort((pool, -secondary[pool], -primary[pool]))][:n]
     return GroupRanking(order, primary[order])
 
 
@@ -107,9 +117,9 @@ def average_without_misery(
     """
     share = matches(scores)
     mean = share.mean(axis=0)
-    passes = (share >= threshold).all(axis=0)
-    order = np.lexsort((np.arange(len(mean)), -mean, ~passes))[:n]
-    return GroupRanking(order, mean[order])
+    # A mean is at most 1, so 2 more for passing puts every passing film first.
+    ranking = _best(mean + 2.0 * (share >= threshold).all(axis=0), mean, n)
+    return GroupRanking(ranking.columns, mean[ranking.columns])
 
 
 def borda(scores: np.ndarray, n: int) -> GroupRanking:

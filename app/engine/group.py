@@ -136,7 +136,7 @@ def recommend_group(
         return _popular(model, strategy.name, candidates, len(members), n)
     grid = np.vstack([member.scores for member in scored])
     ranking = strategy.rank(grid, n)
-    shown = matches(grid)[:, ranking.columns]
+    shown = matches(grid, ranking.columns)
     columns = candidates[ranking.columns]
     reasons = _reasons(model, scored, columns)
     films = []

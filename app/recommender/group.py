@@ -44,11 +44,15 @@ class GroupRanking:
     scores: np.ndarray
 
 
-def matches(scores: np.ndarray) -> np.ndarray:
-    """Each member's match (0..1) for each film: its score over the member's best score."""
+def matches(scores: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+    """Each member's match (0..1) for each film (or only `columns`): score over their best."""
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
-    positive = np.where(np.isfinite(scores), np.maximum(scores, 0.0), 0.0)
-    best = positive.max(axis=1, keepdims=True) if scores.shape[1] else np.zeros((len(scores), 1))
+    if scores.shape[1] == 0:
+        return np.zeros_like(scores)
+    # maximum() turns -inf (no evidence) and negative scores into 0 in one pass.
+    best = np.maximum(scores.max(axis=1, keepdims=True), 0.0)
+    chosen = scores if columns is None else scores[:, columns]
+    positive = np.maximum(chosen, 0.0)
     return np.divide(positive, best, out=np.zeros_like(positive), where=best > 0)
 
 

@@ -53,8 +53,10 @@ class GroupFilm:
     """One film of the group's list.
 
     `score` is the group's match (0..1: the members' mean match, or for least misery the
-    lowest); `matches` each member's predicted match (the film's score as a share of their
-    best film on offer, 0..1) in member order, None for a member with no ratings.
+    lowest; in the most rated list, the film's ratings over the first film's); `matches`
+    each member's predicted match (the film's score as a share of their best film on offer,
+    0..1) in member order, None for a member with no ratings (or only ratings of films
+    nobody else rated, which say nothing about the others).
     """
 
     movie_id: int

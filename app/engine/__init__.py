@@ -9,6 +9,13 @@ from app.engine.answers import Because, MovieResult, Recommendations
 from app.engine.cache import CacheInfo
 from app.engine.choice import check_algorithms
 from app.engine.engine import Engine
+from app.engine.group import (
+    DEFAULT_GROUP_STRATEGY,
+    GroupFilm,
+    GroupRecommendations,
+    GroupStrategyInfo,
+    UnknownStrategy,
+)
 from app.engine.queries import (
     DEFAULT_K,
     DEFAULT_N,
@@ -65,4 +72,12 @@ __all__ = [
     "Visit",
     "VisitRequest",
     "check_algorithms",
+]
+# Group recommendations (app/engine/group.py), for the night pages and API.
+__all__ += [
+    "DEFAULT_GROUP_STRATEGY",
+    "GroupFilm",
+    "GroupRecommendations",
+    "GroupStrategyInfo",
+    "UnknownStrategy",
 ]

@@ -114,6 +114,8 @@ def test_every_strategy_gives_n_distinct_films_with_scores_from_0_to_1() -> None
         ranked = strategy.rank(scores, 10)
         assert len(set(ranked.columns.tolist())) == 10, strategy.name
         assert ((ranked.scores >= 0) & (ranked.scores <= 1)).all(), strategy.name
+        assert len(strategy.rank(scores, 500).columns) == 200, strategy.name  # every film
+        assert len(strategy.rank(scores, 0).columns) == 0, strategy.name
 
 
 def members_of(service: Service) -> list[list[tuple[int, float]]]:

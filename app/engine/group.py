@@ -53,8 +53,10 @@ class GroupFilm:
     """One film of the group's list.
 
     `score` is the group's match (0..1: the members' mean match, or for least misery the
-    lowest); `matches` each member's predicted match (the film's score as a share of their
-    best film on offer, 0..1) in member order, None for a member with no ratings.
+    lowest; in the most rated list, the film's ratings over the first film's); `matches`
+    each member's predicted match (the film's score as a share of their best film on offer,
+    0..1) in member order, None for a member with no ratings (or only ratings of films
+    nobody else rated, which say nothing about the others).
     """
 
     movie_id: int
@@ -136,7 +138,7 @@ def recommend_group(
         return _popular(model, strategy.name, candidates, len(members), n)
     grid = np.vstack([member.scores for member in scored])
     ranking = strategy.rank(grid, n)
-    shown = matches(grid)[:, ranking.columns]
+    shown = matches(grid, ranking.columns)
     columns = candidates[ranking.columns]
     reasons = _reasons(model, scored, columns)
     films = []

@@ -44,11 +44,15 @@ class GroupRanking:
     scores: np.ndarray
 
 
-def matches(scores: np.ndarray) -> np.ndarray:
-    """Each member's match (0..1) for each film: its score over the member's best score."""
+def matches(scores: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+    """Each member's match (0..1) for each film (or only `columns`): score over their best."""
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
-    positive = np.where(np.isfinite(scores), np.maximum(scores, 0.0), 0.0)
-    best = positive.max(axis=1, keepdims=True) if scores.shape[1] else np.zeros((len(scores), 1))
+    if scores.shape[1] == 0:
+        return np.zeros_like(scores)
+    # maximum() turns -inf (no evidence) and negative scores into 0 in one pass.
+    best = np.maximum(scores.max(axis=1, keepdims=True), 0.0)
+    chosen = scores if columns is None else scores[:, columns]
+    positive = np.maximum(chosen, 0.0)
     return np.divide(positive, best, out=np.zeros_like(positive), where=best > 0)
 
 
@@ -81,8 +85,18 @@ def score_vector(ranking: Ranking, n_items: int) -> np.ndarray:
 
 
 def _best(primary: np.ndarray, secondary: np.ndarray, n: int) -> GroupRanking:
-    """The n best columns by `primary`, ties by `secondary`, then the lower column."""
-    order = np.lexsort((np.arange(len(primary)), -secondary, -primary))[:n]
+    """The n best columns by `primary`, ties by `secondary`, then the lower column.
+
+    Only the films at or above the n-th best primary value are sorted (a partition finds
+    it), not all of them.
+    """
+    films = len(primary)
+    n = max(0, min(n, films))
+    if n == 0:
+        return GroupRanking(np.empty(0, dtype=np.int64), np.empty(0))
+    cutoff = np.partition(primary, films - n)[films - n]
+    pool = np.flatnonzero(primary >= cutoff)
+    order = pool[np.lexsort((pool, -secondary[pool], -primary[pool]))][:n]
     return GroupRanking(order, primary[order])
 
 
@@ -107,9 +121,9 @@ def average_without_misery(
     """
     share = matches(scores)
     mean = share.mean(axis=0)
-    passes = (share >= threshold).all(axis=0)
-    order = np.lexsort((np.arange(len(mean)), -mean, ~passes))[:n]
-    return GroupRanking(order, mean[order])
+    # A mean is at most 1, so 2 more for passing puts every passing film first.
+    ranking = _best(mean + 2.0 * (share >= threshold).all(axis=0), mean, n)
+    return GroupRanking(ranking.columns, mean[ranking.columns])
 
 
 def borda(scores: np.ndarray, n: int) -> GroupRanking:

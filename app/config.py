@@ -215,6 +215,30 @@ class Settings:
         "port never serves them. See [Metrics and logs](#metrics-and-logs).",
         "`0` (off)",
     )
+    database_url: str = _declare(
+        "DATABASE_URL",
+        "",
+        parse.database_url,
+        "Where movie nights are kept: `sqlite:///path/to/file` or "
+        "`postgresql://user:password@host:5432/name` (which several replicas share). "
+        "Migrations run at start, safely when several workers or replicas start at once.",
+        "SQLite at `DATA_DIR/movienight.sqlite3` (WAL mode)",
+    )
+    night_ttl: float = _declare(
+        "NIGHT_TTL",
+        48 * 3600.0,
+        parse.duration,
+        "How long a movie night is kept without activity, in seconds or with a unit "
+        "(`30m`, `48h`, `7d`); then it is deleted.",
+        "`48h`",
+    )
+    night_create_limit: int = _declare(
+        "NIGHT_CREATE_LIMIT",
+        30,
+        parse.positive_int,
+        "Movie nights one client address may start in an hour, counted in the database so "
+        "that the limit holds across workers and replicas.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -130,3 +130,27 @@ def text(raw: str) -> str:
 def folder(raw: str) -> Path:
     """A path, not blank."""
     return Path(text(raw))
+
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)", re.ASCII)
+_SECONDS_IN = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(raw: str) -> float:
+    """A length of time in seconds: `90`, `90s`, `30m`, `48h` or `7d`, more than 0."""
+    match = _DURATION.fullmatch(raw.strip().lower())
+    if not match or float(match[1]) <= 0:
+        raise ValueError("must be a length of time such as 3600, 30m, 48h or 7d")
+    return float(match[1]) * _SECONDS_IN[match[2]]
+
+
+DATABASE_SCHEMES = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg")
+
+
+def database_url(raw: str) -> str:
+    """A `sqlite:///path` or `postgresql://...` URL; empty means the SQLite file in DATA_DIR."""
+    given = raw.strip()
+    scheme = given.partition("://")[0].lower()
+    if given and ("://" not in given or scheme not in DATABASE_SCHEMES):
+        raise ValueError("must be a sqlite:///path or postgresql://user:password@host/name URL")
+    return given

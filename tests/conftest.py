@@ -27,6 +27,9 @@ from tests.tiny import TINY_MOVIES as TINY_MOVIES
 from tests.tiny import TINY_RATINGS as TINY_RATINGS
 from tests.tiny import frame as frame
 
+# PostgreSQL for the tests (`postgres`) and every night test on both engines (`database_url`).
+pytest_plugins = ["tests.postgres"]
+
 # The real release sits in ../shared/data beside the checkout; MOVIELENS_TEST_ZIP overrides it.
 REAL_ZIP = Path(
     os.environ.get("MOVIELENS_TEST_ZIP")

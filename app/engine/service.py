@@ -29,10 +29,12 @@ from app.engine.group import (
     group_strategy,
     recommend_group,
 )
+from app.engine.nights import Nights
 from app.engine.queries import DEFAULT_K, DEFAULT_N, NO_FILTERS, Filters, Ratings
 from app.engine.status import AlgorithmStatus, Status
 from app.engine.visits import STARTERS, Visit, VisitRequest, make_visit
 from app.recommender import Neighbour, Profile
+from app.store import Database
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -62,6 +64,12 @@ class Service:
         # Answers (and HTML presented from them) change only when the model does.
         self._answers: LRUCache[Kept] = LRUCache(settings.result_cache, settings.result_cache_bytes)
         self._slots = asyncio.Semaphore(settings.compute_threads)
+        self._nights = Nights(settings, Database.from_settings(settings), self)
+
+    @property
+    def nights(self) -> Nights:
+        """Movie nights: start, join, rate, decide (kept in the database)."""
+        return self._nights
 
     @property
     def status(self) -> Status:
@@ -74,16 +82,19 @@ class Service:
         return self._engine.ready
 
     def start(self) -> None:
-        """Load the model in the background (at start-up) and watch for newer snapshots."""
+        """Load the model in the background (at start-up) and watch for newer snapshots;
+        start the nights' database in the background too."""
         self._engine.start()
+        self._nights.start()
 
     def retry(self) -> None:
         """Try failed builds again now, in every worker sharing DATA_DIR."""
         self._engine.retry()
 
     async def stop(self) -> None:
-        """Cancel background work (on shutdown)."""
+        """Cancel background work (on shutdown) and close the database."""
         await self._engine.stop()
+        await self._nights.stop()
 
     async def loaded(self, timeout: float = SETTLE_SECONDS) -> None:
         """Wait until a model is served or its load failed (TimeoutError after `timeout`)."""

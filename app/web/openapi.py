@@ -25,7 +25,10 @@ from app.engine import (
     DEFAULT_K,
     DEFAULT_N,
     MAX_K,
+    MAX_MEMBERS,
     MAX_N,
+    MAX_NAME,
+    MAX_NIGHT_RATINGS,
     MAX_RATINGS,
     Availability,
     Because,
@@ -79,6 +82,10 @@ def values(service: Service, max_body_bytes: int) -> dict[str, object]:
         "AVAILABILITIES": [member.value for member in Availability],
         "STATES": [member.value for member in State],
         "REASON_KINDS": list(typing.get_args(typing.get_type_hints(Because)["kind"])),
+        "MAX_MEMBERS": MAX_MEMBERS,
+        "MAX_NAME": MAX_NAME,
+        "MAX_NIGHT_RATINGS": MAX_NIGHT_RATINGS,
+        "GROUP_STRATEGIES": [strategy.name for strategy in service.group_strategies()],
     }
 
 

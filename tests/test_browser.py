@@ -144,7 +144,7 @@ def test_recommendations_appear_in_place(browser: Browser, live_server: str, dev
     assert page.locator("ol.movies li.movie").count() == 3
 
     page.click(".nav >> text=About")
-    page.wait_for_selector(".about-table table")
+    page.wait_for_selector(".about-table table", state="attached")  # folded below the charts
     splits = page.locator("section[aria-labelledby=eval-title] .about-table")
     assert splits.count() == 2  # the random and the temporal split
     assert page.locator("#visitor-evaluation table.visitor-table").count() == 2

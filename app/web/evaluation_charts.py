@@ -1,0 +1,241 @@
+"""The /about page's charts, made from the evaluation's plain data (`movierec evaluate`).
+
+Pure functions of that data, so a test can draw them without a server: each known-user split,
+new visitors by ratings given, and the group evaluation when the report has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from statistics import fmean
+from typing import Any
+
+from app.web.charts import Chart, Row, figure, largest
+
+BASELINES = {"popularity": "baseline", "one_member_picks": "baseline"}
+"""The group evaluation's baselines (its strategy names), marked in the group chart."""
+
+
+def about_charts(
+    report: Mapping[str, Any] | None, labels: Mapping[str, str], default_algorithm: str
+) -> list[Chart]:
+    """The charts /about leads with: each known-user split, new visitors, groups if measured."""
+    if not report:
+        return []
+    splits = [
+        split_chart(split, labels, default_algorithm)
+        for split in report.get("splits") or []
+        if any(_usable(r) for r in split.get("results") or [])
+    ]
+    # Side by side, the splits share a scale: a bar as long as another is as good.
+    top = max((largest(chart) for chart in splits), default=0.0)
+    charts = [replace(chart, top=top) for chart in splits]
+    visitor = report.get("visitor")
+    if visitor and visitor.get("tables"):
+        charts.append(visitor_chart(visitor))
+    group = report.get("group")
+    if group and group.get("rows"):
+        charts.append(group_chart(group))
+    return charts
+
+
+def split_chart(
+    split: Mapping[str, Any], labels: Mapping[str, str], default_algorithm: str
+) -> Chart:
+    """Each algorithm's nDCG on a known-user split, best first, the default marked.
+
+    An algorithm measured with several settings shows its best; EASE capped to fewer films
+    is left to the table (it measures the memory cap, not an algorithm).
+    """
+    best: dict[str, Mapping[str, Any]] = {}
+    for result in split["results"]:
+        if _usable(result) and "max_films" not in result.get("params", {}):
+            kept = best.get(result["algorithm"])
+            if kept is None or result["ndcg"] > kept["ndcg"]:
+                best[result["algorithm"]] = result
+    ranked = sorted(best.values(), key=lambda r: -r["ndcg"])
+    rows = tuple(
+        Row(
+            _result_label(r, labels),
+            (r["ndcg"],),
+            default=r["algorithm"] == default_algorithm,
+        )
+        for r in ranked
+    )
+    k = split.get("k", 10)
+    top, rest = ranked[0], ranked[1:]
+    top_label = _result_label(top, labels)
+    if top["algorithm"] == default_algorithm and rest:
+        takeaway = (
+            f"{top_label}, the default, scores highest: nDCG@{k} {top['ndcg']:.3f}, "
+            f"against {rest[0]['ndcg']:.3f} for the next best."
+        )
+    else:
+        chosen = [r for r in ranked if r["algorithm"] == default_algorithm]
+        takeaway = f"{top_label} scores highest: nDCG@{k} {top['ndcg']:.3f}" + (
+            f"; the default scores {chosen[0]['ndcg']:.3f}." if chosen else "."
+        )
+    name = split.get("name", "split")
+    return Chart(
+        slug=f"chart-{name}",
+        heading=f"Known users, {name} split",
+        takeaway=takeaway,
+        measure=f"nDCG@{k} on the {name} split ({split.get('description', name)})",
+        series=(f"nDCG@{k}",),
+        rows=rows,
+    )
+
+
+def visitor_chart(visitor: Mapping[str, Any]) -> Chart:
+    """New visitors: what /rate gives against the most rated films, by ratings given.
+
+    From the profiles the page builds (the starter grid first) when measured, else the first.
+    """
+    tables = visitor["tables"]
+    table = next((t for t in tables if t.get("draw") == "starters"), tables[0])
+    k = visitor.get("k", 10)
+    rows = []
+    for row in table["rows"]:
+        cells = {cell["algorithm"]: cell.get("ndcg") for cell in row["cells"]}
+        values = (cells.get("policy"), cells.get("popularity"))
+        rows.append(Row(f"{row['ratings']} ratings", values))
+    measured = [r for r in rows if r.values[0] is not None]
+    takeaway = "No visitor lists were measured."
+    if measured:
+        first, last = measured[0], measured[-1]
+        ahead = all(
+            popular is None or ours > popular
+            for ours, popular in (r.values for r in measured)
+            if ours is not None
+        )
+        takeaway = (
+            f"More ratings, better lists: /rate's nDCG@{k} goes from {figure(first.values[0])} "
+            f"after {first.label} to {figure(last.values[0])} after {last.label}"
+            + (", ahead of the most rated films at every step." if ahead else ".")
+        )
+    return Chart(
+        slug="chart-visitor",
+        heading="New visitors, by ratings given",
+        takeaway=takeaway,
+        measure=f"nDCG@{k} for new visitors, by the number of films they rated",
+        series=("/rate", "Most rated films"),
+        rows=tuple(rows),
+    )
+
+
+def group_chart(group: Mapping[str, Any]) -> Chart:
+    """Each group strategy's nDCG, members' mean and least-satisfied member's, best first.
+
+    Averaged over every group size, grouping and number of ratings measured; the takeaway
+    says whether the default beats both baselines at every group size.
+    """
+    rows_by_strategy: dict[str, list[Mapping[str, Any]]] = {}
+    for row in group["rows"]:
+        rows_by_strategy.setdefault(row["strategy"], []).append(row)
+    default = str(group.get("default") or "")
+    rows = sorted(
+        (
+            Row(
+                measured[0]["label"],
+                (_mean(measured, "mean_ndcg"), _mean(measured, "min_ndcg")),
+                default=name == default,
+                note=BASELINES.get(name, ""),
+            )
+            for name, measured in rows_by_strategy.items()
+        ),
+        key=lambda r: -(r.values[0] or 0.0),
+    )
+    sizes = group.get("sizes") or sorted({row["group_size"] for row in group["rows"]})
+    chosen = next((r for r in rows if r.default), None)
+    if chosen is None:
+        takeaway = f"{rows[0].label} gives the best lists on average."
+    elif beats_baselines(group["rows"], default, sizes):
+        takeaway = (
+            f"{chosen.label}, the default, beats both baselines for the members on average "
+            f"and for the least-satisfied one, at every group size ({_sizes(sizes)})."
+        )
+    else:
+        takeaway = (
+            f"{chosen.label}, the default, is the best measured, though not ahead of both "
+            "baselines on both measures at every group size."
+        )
+    return Chart(
+        slug="chart-group",
+        heading="Groups: how one list is chosen",
+        takeaway=takeaway,
+        measure=(
+            "nDCG@10 of the group's list, averaged over group sizes "
+            f"{_sizes(sizes)}, for the members on average and for the least-satisfied member"
+        ),
+        series=("Members' mean", "Least-satisfied member"),
+        rows=tuple(rows),
+    )
+
+
+def beats_baselines(rows: Iterable[Mapping[str, Any]], strategy: str, sizes: Sequence[int]) -> bool:
+    """True when `strategy` beats every baseline on both measures at each size, on average."""
+    rows = list(rows)
+    for size in sizes:
+        at_size = [r for r in rows if r["group_size"] == size]
+        ours = [r for r in at_size if r["strategy"] == strategy]
+        if not ours:
+            return False
+        for baseline in BASELINES:
+            theirs = [r for r in at_size if r["strategy"] == baseline]
+            if theirs and not all(
+                _mean(ours, measure) > _mean(theirs, measure)
+                for measure in ("mean_ndcg", "min_ndcg")
+            ):
+                return False
+    return True
+
+
+def group_summary(report: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """For the table: each strategy's mean and least-satisfied nDCG at each group size.
+
+    Empty when the report has no group evaluation.
+    """
+    group = (report or {}).get("group") or {}
+    table: dict[str, dict[str, Any]] = {}
+    for row in group.get("rows") or []:
+        entry = table.setdefault(row["strategy"], {"label": row["label"], "cells": {}})
+        entry["cells"].setdefault(row["group_size"], []).append(row)
+    return [
+        {
+            "strategy": name,
+            "label": entry["label"],
+            "cells": {
+                size: (_mean(measured, "mean_ndcg"), _mean(measured, "min_ndcg"))
+                for size, measured in entry["cells"].items()
+            },
+        }
+        for name, entry in table.items()
+    ]
+
+
+def _result_label(result: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    """An algorithm's label, with its settings when it was measured with any."""
+    label = str(result.get("label") or labels.get(result["algorithm"], result["algorithm"]))
+    params = result.get("params") or {}
+    settings = ", ".join(f"{name}={value}" for name, value in sorted(params.items()))
+    return f"{label} ({settings})" if settings else label
+
+
+def _usable(result: Mapping[str, Any]) -> bool:
+    """A result that ran and has a score."""
+    return not result.get("error") and isinstance(result.get("ndcg"), int | float)
+
+
+def _mean(rows: Iterable[Mapping[str, Any]], measure: str) -> float:
+    """One measure's mean over rows, each weighted by the number of groups it measured."""
+    rows = list(rows)
+    weights = [float(row.get("groups") or 1) for row in rows]
+    return fmean([float(row[measure]) for row in rows], weights)
+
+
+def _sizes(sizes: Sequence[int]) -> str:
+    """2, 3, 4 and 6 members."""
+    names = [str(size) for size in sizes]
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+    return f"{listed} members"

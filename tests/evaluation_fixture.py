@@ -30,8 +30,8 @@ GROUPINGS = ["random", "like-minded"]
 def group_section(default: str = "average") -> dict[str, Any]:
     """The report's "group" key: every strategy at every size, grouping and number of ratings.
 
-    Scores grow with ratings given and are higher for like-minded groups; the least-satisfied
-    member's falls with group size, as measured.
+    Scores grow with ratings given, are higher for like-minded groups and fall with group
+    size, the least-satisfied member's most, as measured.
     """
     rows = []
     for grouping in GROUPINGS:
@@ -39,6 +39,7 @@ def group_section(default: str = "average") -> dict[str, Any]:
             for ratings in RATINGS:
                 for name, (label, base) in STRATEGIES.items():
                     mean = base * (1 + ratings / 40) * (1.2 if grouping == "like-minded" else 1)
+                    mean *= 1 - size / 50
                     rows.append(
                         {
                             "strategy": name,

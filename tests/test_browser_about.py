@@ -22,8 +22,8 @@ pytestmark = pytest.mark.browser
 __all__ = ["browser"]  # the Chromium fixture, shared with test_browser.py
 
 WIDTHS = {"phone": 375, "desktop": 1280}
-CHARTS = 4
-"""The random and temporal splits, new visitors, groups."""
+CHARTS = 5
+"""The random and temporal splits, new visitors, group strategies, group sizes."""
 
 
 @pytest.fixture(scope="module")

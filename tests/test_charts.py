@@ -13,7 +13,13 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from app.config import Settings
 from app.web.charts import Chart, Row
-from app.web.evaluation_charts import about_charts, group_chart, split_chart, visitor_chart
+from app.web.evaluation_charts import (
+    about_charts,
+    group_chart,
+    group_size_chart,
+    split_chart,
+    visitor_chart,
+)
 from tests.conftest import one, parse, text_of, texts
 from tests.evaluation_fixture import SIZES, report_with_groups
 
@@ -174,6 +180,44 @@ def test_the_group_takeaway_says_so_when_a_baseline_wins_at_one_size(
     assert "not ahead of both baselines" in chart.takeaway
 
 
+def test_the_group_size_chart_sets_the_default_against_the_baselines_at_each_size(
+    report: dict[str, Any],
+) -> None:
+    group = report["group"]
+    chart = group_size_chart(group)
+    svg = svg_of(chart)
+    assert texts(svg, "g.chart-row text.chart-label") == [f"{size} members" for size in SIZES]
+    names = ["average", "popularity", "one_member_picks"]
+    assert texts(svg, "g.chart-key text") == [
+        "Average (default)",
+        "Most rated films",
+        "One member picks",
+    ]
+    expected: list[float] = []
+    for index, name in enumerate(names):
+        widths = bars(svg, index)
+        values = []
+        for size in SIZES:
+            measured = [
+                r["mean_ndcg"]
+                for r in group["rows"]
+                if r["strategy"] == name and r["group_size"] == size
+            ]
+            values.append(sum(measured) / len(measured))
+        assert len(widths) == len(SIZES)
+        expected += values
+    assert_proportional([w for i in range(3) for w in bars(svg, i)], expected)
+    assert_accessible(svg, expected)
+    # Three series: solid, hatched, dotted.
+    fills = {rect.attributes.get("fill") for rect in svg.css("g.chart-row rect.chart-bar--2")}
+    assert fills == {"url(#chart-group-sizes-hatch-2)"}
+    assert "stays ahead of both baselines at every size from 2 to 6 members" in chart.takeaway
+    for row in group["rows"]:
+        if row["strategy"] == "one_member_picks" and row["group_size"] == 2:
+            row["mean_ndcg"] = 0.9
+    assert "not ahead of both baselines" in group_size_chart(group).takeaway
+
+
 def test_labels_are_escaped_and_missing_values_drawn_as_a_dash() -> None:
     chart = Chart(
         slug="chart-x",
@@ -222,6 +266,7 @@ async def test_about_leads_with_the_charts_and_folds_the_tables(app_with_groups:
         "Known users, temporal split",
         "New visitors, by ratings given",
         "Groups: how one list is chosen",
+        "Groups, by size",
     ]
     for figure in figures:
         assert one(figure, "svg.chart").attributes["role"] == "img"
@@ -251,5 +296,5 @@ async def test_about_without_a_group_evaluation_draws_the_other_charts(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "latest.json").write_text(json.dumps(report))
     page = await about_page(app)
-    assert len(page.css("svg.chart[role=img]")) == 3
+    assert len(page.css("svg.chart[role=img]")) == 3  # the two splits and new visitors
     assert not page.css("#group-evaluation")

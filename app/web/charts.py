@@ -51,6 +51,8 @@ class Chart:
     rows: tuple[Row, ...]
     top: float | None = None
     """The value a full-length bar stands for; None: this chart's largest value."""
+    default_first: bool = False
+    """The first series is the default's (drawn as a default row's bars are)."""
 
     @property
     def svg(self) -> Markup:
@@ -105,8 +107,9 @@ def draw(chart: Chart) -> Markup:
         parts.append("</g>")
         y += ROW_GAP
     height = round(y, 2)
+    classes = "chart chart--default-first" if chart.default_first else "chart"
     return Markup(
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height:g}" width="100%" role="img" '
+        f'<svg class="{classes}" viewBox="0 0 {WIDTH} {height:g}" width="100%" role="img" '
         f'aria-labelledby="{slug}-title" aria-describedby="{slug}-desc" '
         f'xmlns="http://www.w3.org/2000/svg">'
         f'<title id="{slug}-title">{escape(chart.heading)}</title>'
@@ -151,7 +154,7 @@ def _patterns(slug: str) -> str:
         f'<pattern id="{slug}-hatch-2" class="chart-hatch" patternUnits="userSpaceOnUse" '
         'width="4" height="4">'
         '<rect class="chart-hatch-ground" width="4" height="4"/>'
-        '<circle class="chart-hatch-dot" cx="2" cy="2" r="1"/></pattern>'
+        '<circle class="chart-hatch-dot" cx="2" cy="2" r="1.2"/></pattern>'
         "</defs>"
     )
 

@@ -37,6 +37,8 @@ def about_charts(
     group = report.get("group")
     if group and group.get("rows"):
         charts.append(group_chart(group))
+        if group.get("default") in {row["strategy"] for row in group["rows"]}:
+            charts.append(group_size_chart(group))
     return charts
 
 
@@ -170,6 +172,45 @@ def group_chart(group: Mapping[str, Any]) -> Chart:
         ),
         series=("Members' mean", "Least-satisfied member"),
         rows=tuple(rows),
+    )
+
+
+def group_size_chart(group: Mapping[str, Any]) -> Chart:
+    """The default against the baselines at each group size: the members' mean nDCG.
+
+    Averaged over groupings and ratings given; a baseline not measured is left out.
+    """
+    default = str(group["default"])
+    names = [default, *(b for b in BASELINES if any(r["strategy"] == b for r in group["rows"]))]
+    sizes = group.get("sizes") or sorted({row["group_size"] for row in group["rows"]})
+    labels = {row["strategy"]: row["label"] for row in group["rows"]}
+    rows = []
+    for size in sizes:
+        at_size = [row for row in group["rows"] if row["group_size"] == size]
+        values = tuple(
+            _mean(measured, "mean_ndcg") if measured else None
+            for measured in ([r for r in at_size if r["strategy"] == name] for name in names)
+        )
+        rows.append(Row(f"{size} members", values))
+    ahead = all(
+        ours is not None and all(theirs is None or ours > theirs for theirs in others)
+        for ours, *others in (row.values for row in rows)
+    )
+    label = labels[default]
+    takeaway = (
+        f"{label}, the default, stays ahead of both baselines at every size from "
+        f"{sizes[0]} to {sizes[-1]} members."
+        if ahead
+        else f"{label}, the default, is not ahead of both baselines at every group size."
+    )
+    return Chart(
+        slug="chart-group-sizes",
+        heading="Groups, by size",
+        takeaway=takeaway,
+        measure="Members' mean nDCG@10 of the group's list at each group size",
+        series=(f"{label} (default)", *(labels[name] for name in names[1:])),
+        rows=tuple(rows),
+        default_first=True,
     )
 
 

@@ -234,6 +234,24 @@ def test_labels_are_escaped_and_missing_values_drawn_as_a_dash() -> None:
     assert bars(one(tree, "svg"), 1) == [0.0, pytest.approx(0.05 * 260 / 0.2)]
 
 
+async def test_a_report_of_another_shape_gets_no_chart_and_no_error_page(
+    app: Quart, settings: Settings, report: dict[str, Any]
+) -> None:
+    for row in report["group"]["rows"]:
+        del row["mean_ndcg"]
+    report["visitor"]["tables"] = [{"draw": "starters"}]
+    report["splits"][1]["results"] = [{"algorithm": "ease", "ndcg": None, "error": "failed"}]
+    assert [chart.slug for chart in about_charts(report, LABELS, "ease")] == ["chart-random"]
+    folder = settings.data_dir / "evaluation"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "latest.json").write_text(json.dumps(report))
+    page = await about_page(app)
+    assert [svg.attributes["aria-labelledby"] for svg in page.css("svg.chart")] == [
+        "chart-random-title"
+    ]
+    assert not page.css("table.group-table")
+
+
 def test_no_report_no_charts() -> None:
     assert about_charts(None, LABELS, "ease") == []
     assert about_charts({"splits": [], "visitor": None}, LABELS, "ease") == []

@@ -1,8 +1,9 @@
 """Horizontal bar charts drawn on the server as accessible SVG: the model and the drawing.
 
-Pure functions, no JavaScript. Every bar's length is its value over the chart's largest value,
-from zero; colours come from CSS custom properties (the stylesheet's chart section), so the
-light and dark themes and forced colours restyle a chart without touching its markup.
+Pure functions, no JavaScript. Every bar's length is proportional to its value, from zero, the
+longest standing for the chart's `top` (its largest value unless given); colours come from CSS
+custom properties (static/css/charts.css), so the light and dark themes and forced colours
+restyle a chart without touching its markup.
 evaluation_charts.py makes the /about page's charts from the evaluation's data.
 """
 

@@ -6,12 +6,16 @@ new visitors by ratings given, and the group evaluation when the report has one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from statistics import fmean
 from typing import Any
 
 from app.web.charts import Chart, Row, figure, largest
+
+log = logging.getLogger(__name__)
 
 BASELINES = {"popularity": "baseline", "one_member_picks": "baseline"}
 """The group evaluation's baselines (its strategy names), marked in the group chart."""
@@ -20,26 +24,38 @@ BASELINES = {"popularity": "baseline", "one_member_picks": "baseline"}
 def about_charts(
     report: Mapping[str, Any] | None, labels: Mapping[str, str], default_algorithm: str
 ) -> list[Chart]:
-    """The charts /about leads with: each known-user split, new visitors, groups if measured."""
+    """The charts /about leads with: each known-user split, new visitors, groups if measured.
+
+    A part of the report not of the shape expected (a hand-edited or older latest.json) gets
+    no chart, logged once per request, rather than an error page.
+    """
     if not report:
         return []
     splits = [
-        split_chart(split, labels, default_algorithm)
+        chart
         for split in report.get("splits") or []
-        if any(_usable(r) for r in split.get("results") or [])
+        if (chart := _drawn(split_chart, split, labels, default_algorithm))
     ]
     # Side by side, the splits share a scale: a bar as long as another is as good.
     top = max((largest(chart) for chart in splits), default=0.0)
-    charts = [replace(chart, top=top) for chart in splits]
+    charts: list[Chart | None] = [replace(chart, top=top) for chart in splits]
     visitor = report.get("visitor")
-    if visitor and visitor.get("tables"):
-        charts.append(visitor_chart(visitor))
+    if visitor:
+        charts.append(_drawn(visitor_chart, visitor))
     group = report.get("group")
-    if group and group.get("rows"):
-        charts.append(group_chart(group))
-        if group.get("default") in {row["strategy"] for row in group["rows"]}:
-            charts.append(group_size_chart(group))
-    return charts
+    if group:
+        charts += [_drawn(group_chart, group), _drawn(group_size_chart, group)]
+    return [chart for chart in charts if chart]
+
+
+def _drawn(make: Callable[..., Chart], *data: Any) -> Chart | None:
+    """`make(*data)`, or None when the data is not of the shape it reads or has no rows."""
+    try:
+        chart = make(*data)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
+        log.warning("/about: no %s (%s: %s)", make.__name__, type(error).__name__, error)
+        return None
+    return chart if chart.rows else None
 
 
 def split_chart(
@@ -66,6 +82,9 @@ def split_chart(
         for r in ranked
     )
     k = split.get("k", 10)
+    name = str(split.get("name", "split"))
+    if not ranked:
+        return Chart(f"chart-{_slug(name)}", "", "", "", (), ())
     top, rest = ranked[0], ranked[1:]
     top_label = _result_label(top, labels)
     if top["algorithm"] == default_algorithm and rest:
@@ -78,9 +97,8 @@ def split_chart(
         takeaway = f"{top_label} scores highest: nDCG@{k} {top['ndcg']:.3f}" + (
             f"; the default scores {chosen[0]['ndcg']:.3f}." if chosen else "."
         )
-    name = split.get("name", "split")
     return Chart(
-        slug=f"chart-{name}",
+        slug=f"chart-{_slug(name)}",
         heading=f"Known users, {name} split",
         takeaway=takeaway,
         measure=f"nDCG@{k} on the {name} split ({split.get('description', name)})",
@@ -180,10 +198,12 @@ def group_size_chart(group: Mapping[str, Any]) -> Chart:
 
     Averaged over groupings and ratings given; a baseline not measured is left out.
     """
-    default = str(group["default"])
+    default = str(group.get("default") or "")
+    labels = {row["strategy"]: row["label"] for row in group["rows"]}
+    if default not in labels:
+        return Chart("chart-group-sizes", "", "", "", (), ())
     names = [default, *(b for b in BASELINES if any(r["strategy"] == b for r in group["rows"]))]
     sizes = group.get("sizes") or sorted({row["group_size"] for row in group["rows"]})
-    labels = {row["strategy"]: row["label"] for row in group["rows"]}
     rows = []
     for size in sizes:
         at_size = [row for row in group["rows"] if row["group_size"] == size]
@@ -235,11 +255,20 @@ def beats_baselines(rows: Iterable[Mapping[str, Any]], strategy: str, sizes: Seq
 def group_summary(report: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """For the table: each strategy's mean and least-satisfied nDCG at each group size.
 
-    Empty when the report has no group evaluation.
+    Empty when the report has no group evaluation, or one not of the expected shape.
     """
     group = (report or {}).get("group") or {}
+    try:
+        return _summarise(group.get("rows") or [])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        log.warning("/about: no group table (%s: %s)", type(error).__name__, error)
+        return []
+
+
+def _summarise(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the group evaluation averaged per strategy and group size."""
     table: dict[str, dict[str, Any]] = {}
-    for row in group.get("rows") or []:
+    for row in rows:
         entry = table.setdefault(row["strategy"], {"label": row["label"], "cells": {}})
         entry["cells"].setdefault(row["group_size"], []).append(row)
     return [
@@ -273,6 +302,11 @@ def _mean(rows: Iterable[Mapping[str, Any]], measure: str) -> float:
     rows = list(rows)
     weights = [float(row.get("groups") or 1) for row in rows]
     return fmean([float(row[measure]) for row in rows], weights)
+
+
+def _slug(name: str) -> str:
+    """`name` as a piece of an HTML id: lowercase letters, digits and hyphens."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "split"
 
 
 def _sizes(sizes: Sequence[int]) -> str:

@@ -10,6 +10,7 @@ from quart.typing import ResponseReturnValue
 
 from app.engine import DEFAULT_K, DEFAULT_N, Recommendations
 from app.web.errors import KNOWN_ERRORS, not_ready, problem
+from app.web.evaluation_charts import about_charts, group_summary
 from app.web.params import parse_query
 from app.web.shared import (
     LIMITS,
@@ -104,16 +105,19 @@ async def retry() -> ResponseReturnValue:
 
 @bp.get("/about")
 async def about() -> tuple[str, int, dict[str, str]]:
-    """How the algorithms compare offline: the latest evaluation table, its split and date."""
+    """How the algorithms compare offline: charts first, then the tables, the split and date."""
     found = await service().evaluation()
     report, local = found if found else (None, False)
+    labels = {a.name: a.label for a in service().algorithms()}
     html = render(
         "about.html",
         report=report,
         local=local,
         algorithms=service().algorithms(),
-        labels={a.name: a.label for a in service().algorithms()},
+        labels=labels,
+        charts=about_charts(report, labels, service().default_algorithm()),
         default_algorithm=service().default_algorithm(),
+        group_summary=group_summary(report),
         status=service().status,
         here="about",
     )

@@ -140,3 +140,27 @@ def unseen_top(scores: np.ndarray, seen: np.ndarray, count: int) -> np.ndarray:
     masked[seen] = -np.inf
     best = top(masked, count)
     return best[np.isfinite(masked[best])]
+
+
+def top_rows(values: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's `count` largest values and their columns, best first, as `top()` orders them.
+
+    Ties go to the lower column, also at the cut: of the values equal to a row's count-th
+    largest, the lowest-indexed are kept. Rows shorter than `count` give all they have.
+    """
+    rows, width = values.shape
+    count = min(count, width)
+    if count <= 0:
+        return np.empty((rows, 0), dtype=np.int64), np.empty((rows, 0), dtype=values.dtype)
+    cut = width - count
+    threshold = np.partition(values, cut, axis=1)[:, cut, np.newaxis]
+    above = values > threshold
+    tied = values == threshold
+    wanted = count - above.sum(axis=1, dtype=np.int32)
+    kept = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= wanted[:, np.newaxis]))
+    # Exactly `count` kept in every row, found row by row with their columns ascending.
+    columns = np.nonzero(kept)[1].reshape(rows, count)
+    scores = np.take_along_axis(values, columns, axis=1)
+    # A stable sort of the negated scores keeps equal ones in column order.
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return np.take_along_axis(columns, order, axis=1), np.take_along_axis(scores, order, axis=1)

@@ -19,6 +19,7 @@ from app.data import snapshot
 from app.data.catalogue import Catalogue
 from app.data.movielens import load
 from app.engine.build import build_snapshot, map_snapshot, snapshot_path
+from app.engine.estimate import estimate_fits
 from app.engine.model import Model
 from app.engine.queries import Filters
 from app.engine.toplists import LENGTH, TopLists, build_toplists
@@ -162,3 +163,15 @@ def test_the_build_writes_the_lists_and_says_what_they_took(tmp_path: Path) -> N
     assert arrays["toplists.ease.items"].shape == (610, LENGTH)
     assert arrays["toplists.ease.scores"].dtype == np.float32
     assert manifest.phases["toplists"] > 0
+
+
+def test_a_dry_run_says_what_the_lists_would_take(tmp_path: Path) -> None:
+    settings = Settings(
+        source=str(require_real_zip()), data_dir=tmp_path / "data", algorithms=EASE_ONLY
+    )
+    estimates = {e.name: e for e in estimate_fits(settings, EASE_ONLY, quiet)}
+    lists = estimates["ease lists"]
+    # 610 users x 50 films x 8 bytes, plus the blocks being ranked.
+    assert lists.bytes > 610 * LENGTH * 8 and lists.seconds > 0
+    assert "best 50" in lists.note
+    assert "ease lists" not in {e.name for e in estimate_fits(settings, ["original"], quiet)}

@@ -89,6 +89,11 @@ def add_toplists(
     return {"toplists": took}
 
 
+def workers() -> int:
+    """Threads the lists are built on: one per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def build_toplists(
     algorithm: Algorithm, matrix: RatingMatrix, length: int = LENGTH, threads: int | None = None
 ) -> TopLists:
@@ -109,8 +114,7 @@ def build_toplists(
         items[block, : best.shape[1]] = best
         scores[block, : best.shape[1]] = best_scores
 
-    workers = threads or len(os.sched_getaffinity(0))
-    with ThreadPoolExecutor(workers, thread_name_prefix="toplists") as pool:
+    with ThreadPoolExecutor(threads or workers(), thread_name_prefix="toplists") as pool:
         # list() so that an exception in any block is raised here.
         list(pool.map(rank, range(0, users, BLOCK_USERS)))
     return TopLists(algorithm.name, items, scores)

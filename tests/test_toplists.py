@@ -24,7 +24,7 @@ from app.engine.model import Model
 from app.engine.queries import Filters
 from app.engine.toplists import LENGTH, TopLists, build_toplists
 from app.recommender import EASE, Popularity, RatingMatrix, top
-from app.recommender.base import top_rows
+from app.recommender.base import leading_rows, top_rows
 from tests.conftest import TINY_MOVIES, TINY_RATINGS, require_real_zip
 
 EASE_ONLY = ("original", "ease")
@@ -175,3 +175,12 @@ def test_a_dry_run_says_what_the_lists_would_take(tmp_path: Path) -> None:
     assert lists.bytes > 610 * LENGTH * 8 and lists.seconds > 0
     assert "best 50" in lists.note
     assert "ease lists" not in {e.name for e in estimate_fits(settings, ["original"], quiet)}
+
+
+def test_the_strongest_reasons_are_picked_as_a_stable_sort_picks_them() -> None:
+    # Half-star contributions tie often, also at the cut.
+    rng = np.random.default_rng(11)
+    for rows in (1, 2, 3, 7, 500):
+        values = rng.integers(-4, 6, size=(rows, 12)).astype(np.float64) / 2
+        expected = np.argsort(-values, axis=0, kind="stable")[:3]
+        assert leading_rows(values, 3).tolist() == expected.tolist(), rows

@@ -25,7 +25,15 @@ from typing import Any, Self
 import numpy as np
 import scipy.sparse as sp
 
-from app.recommender.base import NotFitted, Ranking, Reason, TooLarge, top_rows, unseen_top
+from app.recommender.base import (
+    NotFitted,
+    Ranking,
+    Reason,
+    TooLarge,
+    leading_rows,
+    top_rows,
+    unseen_top,
+)
 from app.recommender.matrix import Profile, RatingMatrix
 
 DEFAULT_L2 = 2500.0
@@ -231,8 +239,8 @@ class EASE:
         block = weights[np.ix_(rated[modelled], targets[shown])].astype(np.float64)
         inputs = self._profile_weights(profile)[modelled].astype(np.float64)
         contribution = block * inputs[:, np.newaxis]
-        # A stable sort of the negated column: strongest first, ties to the lower film.
-        strongest = np.argsort(-contribution, axis=0, kind="stable")[:limit]
+        # Strongest first, ties to the lower film (a stable sort's order).
+        strongest = leading_rows(contribution, limit)
         movie_ids = matrix.item_ids[profile.items[modelled]]
         for column, film in enumerate(shown.tolist()):
             reasons[film] = [

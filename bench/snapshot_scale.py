@@ -9,8 +9,8 @@ On the seeded synthetic set (bench/synth.py, generated once under data/bench/):
             every algorithm answers on every worker, then the PSS of the whole server
   latency   the default algorithm over HTTP for random users, n=10, one request at a time,
             the answer cache off; then for each of the 20 heaviest raters (the median of 5
-            requests each), and a 5,000-rating POST /api/recommendations (the 5,000 most rated
-            films, seeded half stars; the median of 21)
+            requests each), and POST /api/recommendations of 1,000, 5,000 and 10,000 ratings
+            (the most rated films, seeded half stars; the median of 21)
   lists     what the known users' lists (issue 21) add: their phase of the build and their
             share of the snapshot, read from its header
   original  `original` over HTTP while a server without a snapshot builds one in the
@@ -160,15 +160,18 @@ def main() -> None:
                     max(heavy) <= TARGETS["heavy"],
                 )
             )
-            long_post = post_latency(server, popular)
-            rows.add(
-                (
-                    f"POST /api/recommendations, {len(popular):,} ratings, n=10",
-                    "<= 50 ms",
-                    f"median {statistics.median(long_post):.1f} ms, max {max(long_post):.1f}",
-                    statistics.median(long_post) <= TARGETS["long_post"],
+            for size in (1000, 5000, 10_000):
+                # The most rated films first: the slowest profile of its size for EASE.
+                long_post = post_latency(server, sorted(popular[:size]))
+                met = size != 5000 or statistics.median(long_post) <= TARGETS["long_post"]
+                rows.add(
+                    (
+                        f"POST /api/recommendations, {size:,} ratings, n=10",
+                        "<= 50 ms" if size == 5000 else "-",
+                        f"median {statistics.median(long_post):.1f} ms, max {max(long_post):.1f}",
+                        met,
+                    )
                 )
-            )
             total = sum(pss(pid) for pid in process_tree(server.process.pid))
             rows.add(
                 (
@@ -253,14 +256,14 @@ def build(folder: Path, data_dir: Path) -> tuple[float, float, int, str]:
 
 
 def read_snapshot(path: Path) -> tuple[list[int], list[int], tuple[str, str, str, bool] | None]:
-    """The 20 heaviest raters, the 5,000 most rated films, and a row on the lists if any."""
+    """The 20 heaviest raters, the 10,000 most rated films (most first), a row on the lists."""
     arrays, meta = snapshot.read(path, {})
     counts = np.diff(arrays["by_user.indptr"])
     heaviest = np.argsort(-counts, kind="stable")[:20]
-    popular = np.argsort(-arrays["item_count"], kind="stable")[:5000]
+    popular = np.argsort(-arrays["item_count"], kind="stable")[:10_000]
     users = [int(user) for user in arrays["user_ids"][heaviest]]
     print(f"  heaviest raters: {counts[heaviest].min():,} to {counts[heaviest].max():,} ratings")
-    films = sorted(int(movie) for movie in arrays["item_ids"][popular])
+    films = [int(movie) for movie in arrays["item_ids"][popular]]
     listed = sum(a.nbytes for name, a in arrays.items() if name.startswith("toplists."))
     if not listed:
         return users, films, None

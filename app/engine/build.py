@@ -16,8 +16,6 @@ first and turns a failure to read or write DATA_DIR into a StorageError.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -32,16 +30,18 @@ import numpy as np
 
 from app.config import Settings
 from app.data import lock, snapshot
-from app.data.archive import extraction_digest, forget_extraction
+from app.data.archive import forget_extraction
 from app.data.catalogue import Catalogue
 from app.data.errors import DatasetError, not_a_folder, storage_error
 from app.data.fetch import ProgressCallback, fetch_dataset
 from app.data.files import clean_leftovers
 from app.data.movielens import find_release_dir, load
-from app.engine.manifest import Fit, Manifest
+from app.engine.manifest import Fit, Manifest, fingerprint
 from app.engine.model import Model
+from app.engine.toplists import TopLists, add_toplists
 from app.recommender import ALGORITHMS, ORIGINAL, Algorithm, RatingMatrix, TooLarge, create
 from app.recommender.ease import EASE
+from app.recommender.registry import DEFAULT_ALGORITHM
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,6 +57,7 @@ SNAPSHOT_DIR = "snapshots"
 LOADING = "loading ratings"
 MATRIX = "building the rating matrix"
 WRITING = "writing the snapshot"
+LISTING = "listing each user's best films"
 
 Enter = Callable[[str], None]
 """Called as a build enters a phase (LOADING, MATRIX, an algorithm's name, WRITING)."""
@@ -111,7 +112,9 @@ def build_snapshot(
     """
     started = time.monotonic()
     chosen = list(dict.fromkeys(names))
-    steps = [LOADING, MATRIX, *chosen, WRITING]
+    # Known users' lists are the default algorithm's, so they need it fitted here.
+    listing = [LISTING] if DEFAULT_ALGORITHM in chosen else []
+    steps = [LOADING, MATRIX, *chosen, *listing, WRITING]
 
     def enter(what: str) -> None:
         report(what if what not in chosen else f"fitting {what}", steps.index(what), len(steps))
@@ -120,6 +123,11 @@ def build_snapshot(
         matrix, catalogue, phases = read_release(release, enter)
         arrays = snapshot_arrays(matrix, catalogue)
         fits = fit_all(settings, chosen, matrix, arrays, enter)
+        if listing:
+            enter(LISTING)
+            if any(fit.name == DEFAULT_ALGORITHM and not fit.reason for fit in fits):
+                default = _restored(settings, DEFAULT_ALGORITHM, matrix, arrays)
+                phases.update(add_toplists(default, matrix, arrays))
         enter(WRITING)
         manifest = new_manifest(
             release.name,
@@ -175,6 +183,15 @@ def fit_all(
         fits.append(fit)
         arrays.update(fitted)
     return tuple(fits)
+
+
+def _restored(
+    settings: Settings, name: str, matrix: RatingMatrix, arrays: Mapping[str, np.ndarray]
+) -> Algorithm:
+    """The algorithm `name` as fitted, from its arrays (mapped, not copied)."""
+    prefix = f"fitted.{name}."
+    state = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    return new_algorithm(settings, name).restore(matrix, state)
 
 
 def new_manifest(
@@ -300,9 +317,10 @@ def map_snapshot(
         if algorithm.params() != fit.params:
             log.info("%s in the snapshot was fitted with other settings; fitting again", fit.name)
             continue
-        prefix = f"fitted.{fit.name}."
-        state = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-        model = model.with_algorithm(algorithm.restore(matrix, state))
+        model = model.with_algorithm(_restored(settings, fit.name, matrix, arrays))
+        lists = TopLists.from_arrays(arrays, fit.name)
+        if lists is not None:
+            model = model.with_toplists(lists)
     return model
 
 
@@ -324,17 +342,3 @@ def _fit(settings: Settings, name: str, matrix: RatingMatrix) -> tuple[Fit, dict
     size = sum(value.nbytes for value in state.values())
     log.info("%s fitted in %.2fs (%.1f MiB)", name, took, size / 2**20)
     return Fit(name, algorithm.params(), took, size), state
-
-
-def fingerprint(release: Path) -> str:
-    """What a snapshot is built from: the zip's SHA-256 when we extracted it, else the files.
-
-    The zip's digest is the same on every machine, so a snapshot built by a job elsewhere
-    serves here; a folder given as the source is fingerprinted by its files' sizes and times.
-    """
-    digest = extraction_digest(release)
-    if digest:
-        return f"zip:{digest}"
-    files = sorted(p for p in release.rglob("*") if p.is_file() and not p.name.startswith("."))
-    listing = [(str(p.relative_to(release)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    return hashlib.sha256(json.dumps([str(release.resolve()), listing]).encode()).hexdigest()

@@ -11,7 +11,8 @@ from app.config import Settings
 from app.data import snapshot
 from app.data.fetch import ProgressCallback
 from app.engine.build import expectation, new_algorithm, read_release, snapshot_path, with_release
-from app.recommender import ItemKNN, RatingMatrix, co_rated_pairs
+from app.engine.toplists import BLOCK_USERS, LENGTH, workers
+from app.recommender import DEFAULT_ALGORITHM, ItemKNN, RatingMatrix, co_rated_pairs
 from app.recommender.ease import EASE
 
 
@@ -32,7 +33,11 @@ def estimate_fits(
 
     def estimate(release: Path) -> list[Estimate]:
         matrix = _matrix_of(settings, release, report)
-        return [_estimate(settings, name, matrix) for name in dict.fromkeys(names)]
+        chosen = list(dict.fromkeys(names))
+        estimates = [_estimate(settings, name, matrix) for name in chosen]
+        if DEFAULT_ALGORITHM in chosen:
+            estimates.extend(_lists_estimate(settings, matrix))
+        return estimates
 
     return asyncio.run(with_release(settings, report, estimate))
 
@@ -52,6 +57,9 @@ def _matrix_of(settings: Settings, release: Path, report: ProgressCallback) -> R
 # one core: 8.9e9 pairs in 38 s on the 25M synthetic set).
 FLOPS_PER_SECOND = 2e10
 PAIRS_PER_SECOND = 2e8
+# Known users' lists add one row of EASE's weights per rating of a modelled film (SciPy's
+# sparse x dense product, one core).
+ADDS_PER_SECOND = 3.5e9
 
 
 def _estimate(settings: Settings, name: str, matrix: RatingMatrix) -> Estimate:
@@ -75,6 +83,22 @@ def _estimate(settings: Settings, name: str, matrix: RatingMatrix) -> Estimate:
         peak = rows + 2 * algorithm.block_bytes + len(items) * algorithm.neighbours * 12
         return Estimate(name, peak, pairs / PAIRS_PER_SECOND, note)
     return Estimate(name, matrix.n_users * 8, 0.0, "no fit beyond the matrix")
+
+
+def _lists_estimate(settings: Settings, matrix: RatingMatrix) -> list[Estimate]:
+    """What the default's lists of every known user would add: their arrays and blocks."""
+    algorithm = new_algorithm(settings, DEFAULT_ALGORITHM)
+    if not isinstance(algorithm, EASE) or algorithm.max_films < 100:
+        return []
+    columns = algorithm.modelled_columns(matrix)
+    rated = int(matrix.item_count[columns].sum())
+    threads = workers()
+    # The lists (int32 + float32 per film) and, per thread, a block's scores, their copy
+    # in the partition, the masks and the running count of ties (about 20 bytes a cell).
+    peak = matrix.n_users * LENGTH * 8 + threads * BLOCK_USERS * len(columns) * 20
+    seconds = rated * len(columns) / ADDS_PER_SECOND / threads
+    note = f"each user's best {LENGTH}, {threads} threads"
+    return [Estimate(f"{DEFAULT_ALGORITHM} lists", peak, seconds, note)]
 
 
 def estimates_table(estimates: list[Estimate]) -> str:

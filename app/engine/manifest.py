@@ -1,10 +1,15 @@
-"""What a snapshot holds and how it was made: its manifest, kept in the snapshot's header."""
+"""What a snapshot holds and how it was made: its manifest (kept in its header), its source."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from app.data.archive import extraction_digest
 
 
 @dataclass(frozen=True)
@@ -60,3 +65,17 @@ def manifest_table(manifest: Manifest) -> str:
         )
     phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in manifest.phases.items())
     return "\n".join([*lines, "", f"phases: {phases}"])
+
+
+def fingerprint(release: Path) -> str:
+    """What a snapshot is built from: the zip's SHA-256 when we extracted it, else the files.
+
+    The zip's digest is the same on every machine, so a snapshot built by a job elsewhere
+    serves here; a folder given as the source is fingerprinted by its files' sizes and times.
+    """
+    digest = extraction_digest(release)
+    if digest:
+        return f"zip:{digest}"
+    files = sorted(p for p in release.rglob("*") if p.is_file() and not p.name.startswith("."))
+    listing = [(str(p.relative_to(release)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return hashlib.sha256(json.dumps([str(release.resolve()), listing]).encode()).hexdigest()

@@ -20,6 +20,7 @@ from app.engine.answers import Recommendations, assemble
 from app.engine.cache import LRUCache
 from app.engine.manifest import Manifest
 from app.engine.queries import NO_FILTERS, Filters, ItemFacts, Ratings
+from app.engine.toplists import TopLists
 from app.recommender import (
     ORIGINAL,
     Algorithm,
@@ -65,7 +66,10 @@ class Derived:
 
 @dataclass(frozen=True, eq=False)
 class Model:
-    """The matrix, the catalogue and the fitted algorithms by name (`original` always)."""
+    """The matrix, the catalogue and the fitted algorithms by name (`original` always).
+
+    `toplists` holds known users' lists the build ranked, by algorithm name (the default's).
+    """
 
     matrix: RatingMatrix
     catalogue: Catalogue
@@ -74,6 +78,7 @@ class Model:
     derived: Derived = field(repr=False)
     manifest: Manifest | None = None
     path: Path | None = None
+    toplists: Mapping[str, TopLists] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -95,7 +100,19 @@ class Model:
 
     def with_algorithm(self, fitted: Algorithm) -> Model:
         """The same model with one more fitted algorithm."""
-        return dataclasses.replace(self, algorithms={**self.algorithms, fitted.name: fitted})
+        # Lists ranked by another fit of the same algorithm would no longer be its answers.
+        lists = {name: kept for name, kept in self.toplists.items() if name != fitted.name}
+        algorithms = {**self.algorithms, fitted.name: fitted}
+        return dataclasses.replace(self, algorithms=algorithms, toplists=lists)
+
+    def with_toplists(self, lists: TopLists) -> Model:
+        """The same model answering known users from `lists` (ranked by its fitted algorithm).
+
+        ValueError unless the lists have one row per user of the matrix.
+        """
+        if lists.algorithm not in self.algorithms or len(lists.items) != self.matrix.n_users:
+            raise ValueError(f"the {lists.algorithm} lists do not belong to this model")
+        return dataclasses.replace(self, toplists={**self.toplists, lists.algorithm: lists})
 
     def profile_of(self, user_id: int) -> Profile:
         """A known user's ratings; UnknownUser if the id is not in the data."""
@@ -118,8 +135,21 @@ class Model:
         filters: Filters = NO_FILTERS,
         note: str = "",
     ) -> Recommendations:
-        """The n best films for the profile by `algorithm`, with their reasons."""
-        if filters.active:
+        """The n best films for the profile by `algorithm`, with their reasons.
+
+        A known user's list without filters comes from the build's lists when they are long
+        enough; anything else is ranked here.
+        """
+        lists = self.toplists.get(algorithm.name)
+        if (
+            lists is not None
+            and not filters.active
+            and profile.row is not None
+            and n <= lists.length
+            and self.algorithms.get(algorithm.name) is algorithm
+        ):
+            ranking = lists.ranking(profile.row, n)
+        elif filters.active:
             allowed = self.derived.allowed.get(filters)
             if allowed is None:
                 allowed = filters.allowed(self.derived.facts)

@@ -42,6 +42,10 @@ class Ratings:
         pairs = list(pairs)
         if len(pairs) > MAX_RATINGS:
             raise InvalidRatings(f"At most {MAX_RATINGS} ratings can be sent at once.")
+        valid = _all_valid(pairs, catalogue)
+        if valid is not None:
+            return valid
+        # Something is wrong: find the first problem, one pair at a time, to name it.
         seen: dict[int, float] = {}
         for index, (movie_id, rating) in enumerate(pairs):
             where = f"ratings[{index}]"
@@ -125,6 +129,33 @@ class ItemFacts:
     def genre_mask(self, genre: str) -> np.ndarray:
         """Which items' films have this genre."""
         return np.fromiter((genre in g for g in self.genres), dtype=bool, count=len(self.genres))
+
+
+def _all_valid(pairs: list[tuple[int, float]], catalogue: Catalogue) -> Ratings | None:
+    """The Ratings when every pair is valid, checked as arrays; None if any is not.
+
+    A whole history (10,000 ratings) checked one pair at a time took about 30 ms.
+    """
+    # Exact types: bools, NumPy numbers and the web layer's stand-ins go the slow way.
+    if not all(type(m) is int and type(r) in (int, float) for m, r in pairs):
+        return None
+    try:
+        movie_ids = np.array([m for m, _ in pairs], dtype=np.int64)
+        values = np.array([r for _, r in pairs], dtype=np.float64)
+    except OverflowError:  # an id beyond 64 bits, or a rating beyond a float
+        return None
+    known = catalogue.movie_ids
+    found = np.minimum(known.searchsorted(movie_ids), max(len(known) - 1, 0))
+    if len(known) == 0 or not np.array_equal(known[found], movie_ids):
+        return None
+    doubled = values * 2
+    halves = doubled == np.round(doubled)
+    on_scale = (values >= LOWEST_RATING) & (values <= HIGHEST_RATING) & halves
+    order = np.argsort(movie_ids, kind="stable")
+    ordered = movie_ids[order]
+    if not on_scale.all() or np.any(ordered[1:] == ordered[:-1]):
+        return None
+    return Ratings(tuple(ordered.tolist()), tuple(values[order].tolist()))
 
 
 def _is_half_star(value: object) -> bool:

@@ -23,8 +23,17 @@ from collections.abc import Mapping
 from typing import Any, Self
 
 import numpy as np
+import scipy.sparse as sp
 
-from app.recommender.base import NotFitted, Ranking, Reason, TooLarge, unseen_top
+from app.recommender.base import (
+    NotFitted,
+    Ranking,
+    Reason,
+    TooLarge,
+    leading_rows,
+    top_rows,
+    unseen_top,
+)
 from app.recommender.matrix import Profile, RatingMatrix
 
 DEFAULT_L2 = 2500.0
@@ -163,7 +172,7 @@ class EASE:
             raise NotFitted("fit() the model before using it")
         return self.matrix_, self.columns_, self.position_, self.weights_
 
-    def _profile_weights(self, profile: Profile) -> np.ndarray:
+    def _inputs(self, profile: Profile) -> np.ndarray:
         if self.binary:
             return np.ones(len(profile.items), dtype=np.float32)
         return np.asarray(profile.ratings, dtype=np.float32)
@@ -171,15 +180,30 @@ class EASE:
     def rank(self, profile: Profile, n: int, k: int | None = None) -> Ranking:
         """The n best unrated modelled films by the sum of B's rows for the films rated."""
         matrix, columns, position, weights = self._fitted()
-        rated = position[profile.items]
-        rated = rated[rated >= 0]
+        indptr = np.array([0, len(profile.items)])
+        inputs = self._inputs(profile)
         scores = np.full(matrix.n_items, -np.inf)
-        if len(rated):
-            scores[columns] = (
-                self._profile_weights(profile)[position[profile.items] >= 0] @ weights[rated]
-            )
+        scores[columns] = profile_scores(weights, position, indptr, profile.items, inputs)[0]
         best = unseen_top(scores, profile.items, n)
         return Ranking(best, scores[best])
+
+    def rank_users(self, rows: slice, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each known user's n best unrated films, as rank() gives them, for a block of rows.
+
+        Matrix columns (int32, users x n) and their float32 scores, best first; a list
+        shorter than n ends in -inf scores. The scores are rank()'s to the bit: the same
+        sparse product, whose every row is summed in the same order whatever the block.
+        """
+        matrix, columns, position, weights = self._fitted()
+        block = matrix.by_user[rows]
+        inputs = np.ones(block.nnz, np.float32) if self.binary else block.data
+        scores = profile_scores(weights, position, block.indptr, block.indices, inputs)
+        # The films each user rated are out of their list.
+        users = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+        seen = position[block.indices]
+        scores[users[seen >= 0], seen[seen >= 0]] = -np.inf
+        best, top_scores = top_rows(scores, n)
+        return columns[best].astype(np.int32), top_scores
 
     def explain(self, profile: Profile, ranking: Ranking, limit: int = 3) -> list[list[Reason]]:
         """For each film, the rated films contributing most (rating x weight), strongest first.
@@ -196,10 +220,10 @@ class EASE:
             return reasons
         # One block of weights, rated films x films shown, rather than a column at a time.
         block = weights[np.ix_(rated[modelled], targets[shown])].astype(np.float64)
-        inputs = self._profile_weights(profile)[modelled].astype(np.float64)
+        inputs = self._inputs(profile)[modelled].astype(np.float64)
         contribution = block * inputs[:, np.newaxis]
-        # A stable sort of the negated column: strongest first, ties to the lower film.
-        strongest = np.argsort(-contribution, axis=0, kind="stable")[:limit]
+        # Strongest first, ties to the lower film (a stable sort's order).
+        strongest = leading_rows(contribution, limit)
         movie_ids = matrix.item_ids[profile.items[modelled]]
         for column, film in enumerate(shown.tolist()):
             reasons[film] = [
@@ -213,3 +237,29 @@ class EASE:
                 if contribution[i, column] > 0
             ]
         return reasons
+
+
+def profile_scores(
+    weights: np.ndarray,
+    position: np.ndarray,
+    indptr: np.ndarray,
+    items: np.ndarray,
+    inputs: np.ndarray,
+) -> np.ndarray:
+    """x B for each profile, users x modelled films (float32).
+
+    The profiles are CSR rows: `indptr`, matrix columns `items` (ascending in each row) and
+    their `inputs` (ratings or ones); `position` maps a column to its row of `weights`. A
+    sparse row times the dense weights adds each rated film's row of B in turn, in place: no
+    gathered copy of those rows (a 5,000-rating profile would copy 190 MB at 25M), and a
+    row's sum does not depend on the rows beside it.
+    """
+    rated = position[items]
+    modelled = rated >= 0
+    # Each row's count of modelled films, as the CSR of modelled columns needs it.
+    kept = np.concatenate(([0], np.cumsum(modelled)))[indptr]
+    profiles = sp.csr_matrix(
+        (inputs[modelled].astype(np.float32), rated[modelled], kept),
+        shape=(len(indptr) - 1, len(weights)),
+    )
+    return np.asarray(profiles @ weights, dtype=np.float32)

@@ -100,7 +100,7 @@ def main() -> None:
             script = _lua(scripts, *DEFAULT_USERS)
             wrk(bare.port, script, SHORT_WARMUP, options.connections)
             rows.append({"server": "bare Quart", "workers": 1, "cache": "-"})
-            rows[-1].update(wrk(bare.port, script, options.duration, options.connections))
+            rows[-1].update(measured(bare, script, options.duration, options.connections))
         _done(rows[-1])
         for workers in worker_counts:
             for cache in [c for c in (True, False) if ("cached", "uncached")[not c] in runs]:
@@ -111,7 +111,7 @@ def main() -> None:
                     warmup = CACHE_WARMUP if cache else SHORT_WARMUP
                     wrk(app.port, script, warmup, options.connections)
                     probe = None if cache else HealthProbe(app.port)
-                    run = wrk(app.port, script, options.duration, options.connections)
+                    run = measured(app, script, options.duration, options.connections)
                     if probe is not None:
                         health[workers] = probe.stop()
                 rows.append({"server": "movierec", "workers": workers, "cache": _on(cache), **run})
@@ -131,15 +131,23 @@ def report(
         f"127.0.0.1, "
         f"{os.cpu_count()} CPUs\n"
     )
-    print("| server | workers | answer cache | req/s | share of bare | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|---|")
+    bare_cpu = rows[0]["cpu_ms"]
+    print(
+        "| server | workers | answer cache | req/s | share of bare | p50 ms | p99 ms | errors "
+        "| server CPU ms/request | share of bare by CPU |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['server']} | {row['workers']} | {row['cache']} | {row['rps']:,.0f} "
             f"| {row['rps'] / bare_rps:.0%} | {row['p50']:.1f} | {row['p99']:.1f} "
-            f"| {row['errors']} |"
+            f"| {row['errors']} | {row['cpu_ms']:.3f} | {bare_cpu / row['cpu_ms']:.0%} |"
         )
-    print()
+    print(
+        "\nServer CPU: user and system time of the server's processes over the measured run,"
+        " per request answered; its share is bare's CPU per request over the row's, which"
+        " other load on the machine moves less than req/s.\n"
+    )
     for workers, p99 in health.items():
         print(f"/healthz p99 during the uncached run, {workers} worker(s): {p99:.1f} ms")
     for row in rows[1:]:
@@ -205,6 +213,22 @@ class Server:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU seconds of the live processes of this server's group (Linux)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # After the command: state, ppid, pgrp, ... utime and stime are fields 14 and 15.
+            if int(fields[2]) == self.process.pid:
+                total += int(fields[11]) + int(fields[12])
+        return total / ticks
 
 
 class BareServer(Server):
@@ -304,6 +328,14 @@ class HealthProbe:
         return statistics.quantiles(self.samples, n=100)[98]
 
 
+def measured(server: Server, script: Path, duration: int, connections: int) -> dict[str, float]:
+    """wrk's figures for `server`, and the CPU time its processes spent per request."""
+    before = server.cpu_seconds()
+    run = wrk(server.port, script, duration, connections)
+    run["cpu_ms"] = (server.cpu_seconds() - before) * 1000 / max(run["requests"], 1)
+    return run
+
+
 def wrk(port: int, script: Path, duration: int, connections: int) -> dict[str, float]:
     """Run wrk with the Lua script and parse its summary."""
     output = subprocess.run(
@@ -330,6 +362,7 @@ def wrk(port: int, script: Path, duration: int, connections: int) -> dict[str, f
     errors = sum(int(n) for n in sockets.groups()) if sockets else 0
     return {
         "rps": float(_find(r"Requests/sec:\s+([\d.]+)", output)),
+        "requests": float(_find(r"(\d+) requests in", output)),
         "p50": _millis(_find(r"^\s+50%\s+([\d.]+\w+)", output)),
         "p99": _millis(_find(r"^\s+99%\s+([\d.]+\w+)", output)),
         "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0),

@@ -32,6 +32,6 @@ def create_app(settings: Settings | None = None) -> Quart:
         __name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static")
     )
     access_log = settings.access_log or settings.log_level == "DEBUG"
-    service = Service(settings, present=web.pages.results_fragment)
+    service = Service(settings, present=web.pages.results_fragment, encode=web.middleware.encode)
     web.install(app, service, settings.metrics_port, access_log)
     return app

@@ -2,8 +2,9 @@
 
 Both bounds matter: answers for visitors carry their ratings in the key, so a few thousand
 of them can take hundreds of megabytes while the entry count looks harmless. An answer is
-kept with the HTML presented from it, once that has been asked for. An entry's weight is
-what it keeps alive, measured when it is stored (`entry_bytes`); it holds plain Python
+kept with the HTML presented from it, and that HTML compressed, once they have been asked
+for. An entry's weight is what it keeps alive, measured when it is stored (`entry_bytes`),
+and raised by what is added to it later; it holds plain Python
 values only, nothing of the model, so an old model's entries keep no snapshot mapped.
 """
 
@@ -79,10 +80,24 @@ def entry_bytes(key: Hashable, kept: object) -> int:
 
 @dataclass(frozen=True)
 class Kept:
-    """An answer in the cache, with the HTML presented from it once that was asked for."""
+    """An answer in the cache, with the HTML presented from it once that was asked for.
+
+    `encoded` holds that HTML compressed, (coding, bytes) for each coding asked so far, so
+    that a cached answer costs no compression; `weight` is the entry's measured size (0
+    while the cache keeps nothing), which each added coding raises by its own size.
+    """
 
     value: Recommendations
     html: str | None = None
+    encoded: tuple[tuple[str, bytes], ...] = ()
+    weight: int = 0
+
+    def body(self, coding: str) -> bytes | None:
+        """The HTML in content coding `coding`, if it was made."""
+        for name, body in self.encoded:
+            if name == coding:
+                return body
+        return None
 
 
 @dataclass(frozen=True)

@@ -5,29 +5,20 @@ It imports `app.engine` (the Service and its public types) and nothing below it.
 
 from __future__ import annotations
 
-from typing import cast
-
-from brotli_asgi import BrotliMiddleware
-from hypercorn.typing import ASGIFramework
 from quart import Quart
-from starlette.types import ASGIApp
 
 from app.engine import Service
 from app.web import api, errors, nights, nights_api, observe, pages, shared, visitor
 from app.web.middleware import (
     SECURITY_HEADERS,
-    CompressWhenAccepted,
-    MarkLastChunk,
+    Compress,
     RefuseUnsafeRequests,
     SecurityHeaders,
 )
 
-# Smaller answers go as they are. Compressing the usual 12 KB list of films cost 30% of the
-# cached throughput on 127.0.0.1 (wrk: 2,400 -> 1,650 req/s); the answers that matter are
-# bigger: htmx (52 KB), the /rate page (65 KB) and its updates with many ratings (280 KB).
-COMPRESS_MIN_BYTES = 16 * 1024
-# Brotli's quality 4 gets most of the gain of 11 for a few percent of its cost per answer.
-COMPRESS_QUALITY = 4
+# Smaller answers go as they are: below about a packet, compressing saves no round trip.
+# The usual list of films (12 KB) is compressed once and kept so by the answer cache.
+COMPRESS_MIN_BYTES = 1024
 # MAX_RATINGS ratings take about 400 KiB of compact JSON (up to 6 digits of movie id, half
 # stars) and 500 KiB as /rate/export writes them; this leaves room and no more.
 MAX_BODY_BYTES = 640 * 1024
@@ -59,14 +50,8 @@ def install(app: Quart, service: Service, metrics_port: int = 0, access_log: boo
     async def stop_building() -> None:
         await service.stop()
 
-    # Starlette and Hypercorn spell the same ASGI callable with different types.
-    compressed = BrotliMiddleware(
-        cast("ASGIApp", MarkLastChunk(app.asgi_app)),
-        quality=COMPRESS_QUALITY,
-        minimum_size=COMPRESS_MIN_BYTES,
-    )
-    routed = CompressWhenAccepted(app.asgi_app, cast("ASGIFramework", compressed))
-    app.asgi_app = SecurityHeaders(routed)  # type: ignore[method-assign]
+    compressed = Compress(app.asgi_app, COMPRESS_MIN_BYTES)
+    app.asgi_app = SecurityHeaders(compressed)  # type: ignore[method-assign]
     observe.install(app, metrics_port, access_log)
     # Outermost, so that the metrics port is covered too.
     app.asgi_app = RefuseUnsafeRequests(app.asgi_app)  # type: ignore[method-assign]

@@ -6,8 +6,12 @@ messages, below Quart, so that they also cover errors, static files and WebSocke
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Iterable
+from typing import Any
 
+import brotli
 from hypercorn.typing import (
     ASGIFramework,
     ASGIReceiveCallable,
@@ -45,6 +49,13 @@ _RAW_SECURITY_HEADERS = [
     (name.lower().encode("latin-1"), value.encode("latin-1"))
     for name, value in SECURITY_HEADERS.items()
 ]
+BROTLI_QUALITY = 4
+"""Brotli's quality 4 gets most of the gain of 11 for a few percent of its cost per answer."""
+GZIP_LEVEL = 6
+# For a fragment compressed per request (answer cache off): the usual list of films (16 KB)
+# takes 0.17 ms at quality 1 against 0.6-0.9 at 4, for 2,358 bytes against 2,041.
+BROTLI_FAST_QUALITY = 1
+GZIP_FAST_LEVEL = 1
 COMPRESSIONS = ("br", "gzip")
 """The content codings the server can send, best first (used to break a tie in q-values)."""
 # RFC 9110 12.5.3: "x-gzip" is to be taken as "gzip".
@@ -98,35 +109,6 @@ def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
     """Every value of header `name`, joined by commas as RFC 9110 5.3 allows (None if absent)."""
     values = [value.decode("latin-1") for key, value in headers if key.lower() == name]
     return ", ".join(values) if values else None
-
-
-class CompressWhenAccepted:
-    """ASGI middleware: requests that accept gzip or Brotli go through `compressed`, others not.
-
-    The compressing layers cost about a fifth of the cached answers' throughput even when
-    they end up sending the body as it is; a client that accepts neither encoding skips them.
-    The compressor reads Accept-Encoding as a substring, so it is handed the one coding
-    chosen here by the RFC's rules instead of the client's header.
-    """
-
-    def __init__(self, plain: ASGIFramework, compressed: ASGIFramework) -> None:
-        self.plain = plain
-        self.compressed = compressed
-
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        """Route the request by the coding its Accept-Encoding header prefers."""
-        if scope["type"] != "http":
-            await self.plain(scope, receive, send)
-            return
-        coding = preferred_coding(_header(scope["headers"], b"accept-encoding"))
-        if coding is None:
-            await self.plain(scope, receive, send)
-            return
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"accept-encoding"]
-        chosen = {**scope, "headers": [*headers, (b"accept-encoding", coding.encode())]}
-        await self.compressed(chosen, receive, send)  # type: ignore[arg-type]
 
 
 class SecurityHeaders:
@@ -215,44 +197,148 @@ def _refusal(message: str, close: bool) -> tuple[list[tuple[bytes, bytes]], byte
     return headers, body
 
 
-class MarkLastChunk:
-    """ASGI middleware that marks a body's last chunk as last, where Quart sends an empty one after.
+def encode(body: bytes, coding: str, kept: bool = False) -> bytes:
+    """`body` in content coding `coding` ("br" or "gzip", one of COMPRESSIONS), whole.
 
-    Quart sends a page as one chunk saying "more to come" and then an empty final chunk; the
-    compressor decides on the first chunk and so compressed every answer, however small. Holding
-    each chunk back until the next one arrives lets a one-chunk body go out as complete.
+    `kept`: the result is kept and sent many times (the answer cache's fragments), so worth
+    the denser settings; otherwise it is made per request, and the fast ones serve it.
+    """
+    if coding == "br":
+        quality = BROTLI_QUALITY if kept else BROTLI_FAST_QUALITY
+        return bytes(brotli.compress(body, mode=brotli.MODE_TEXT, quality=quality))
+    # mtime=0: the same body always gives the same bytes (and no clock read per answer).
+    return gzip.compress(body, GZIP_LEVEL if kept else GZIP_FAST_LEVEL, mtime=0)
+
+
+class Compress:
+    """ASGI middleware: bodies from `minimum_size` bytes go in the coding the client prefers.
+
+    The coding is chosen by `preferred_coding` (the RFC's rules, q=0 respected); a client
+    that accepts none, or a response that already has a Content-Encoding (an answer the
+    Service keeps compressed), passes through untouched. Quart sends a body as one chunk
+    saying "more to come" and then an empty last one, so chunks are held until the body is
+    complete (and compressed whole, with its length) or reaches STREAM_AFTER bytes (and is
+    compressed chunk by chunk from there).
     """
 
-    def __init__(self, app: ASGIFramework) -> None:
+    def __init__(self, app: ASGIFramework, minimum_size: int) -> None:
         self.app = app
+        self.minimum_size = minimum_size
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        """Pass the request on; send each body chunk once the next one shows whether it was last."""
-        if scope["type"] != "http":
+        """Pass the request on; compress the body of its response if it is worth it."""
+        coding = (
+            preferred_coding(_header(scope["headers"], b"accept-encoding"))
+            if scope["type"] == "http"
+            else None
+        )
+        if coding is None:
             await self.app(scope, receive, send)
             return
-        held: list[bytes] = []  # the body of the chunk not sent yet, if any
+        await _Compressing(send, coding, self.minimum_size).run(self.app, scope, receive)
 
-        async def send_when_known(message: ASGISendEvent) -> None:
-            if message["type"] != "http.response.body":
-                await send(message)
-                return
-            body, more = message.get("body", b""), message.get("more_body", False)
-            if held:
-                previous = held.pop()
-                if not more and not body:  # the empty last chunk: the held one was last
-                    await send(
-                        HTTPResponseBodyEvent(type=message["type"], body=previous, more_body=False)
-                    )
-                    return
-                await send(
-                    HTTPResponseBodyEvent(type=message["type"], body=previous, more_body=True)
-                )
-            if more:
-                held.append(body)
+
+class _Compressing:
+    """One response on its way through `Compress`: its start held, then its body."""
+
+    def __init__(self, send: ASGISendCallable, coding: str, minimum_size: int) -> None:
+        self.send = send
+        self.coding = coding
+        self.minimum_size = minimum_size
+        self.start: HTTPResponseStartEvent | None = None
+        self.held: list[bytes] = []
+        self.size = 0  # of the chunks held
+        self.passing = False  # as it is: already encoded, or decided too small
+        self.stream: Any = None  # the compressor of a body longer than one chunk
+
+    async def run(self, app: ASGIFramework, scope: Scope, receive: ASGIReceiveCallable) -> None:
+        """Run `app` with this response's send."""
+        await app(scope, receive, self.send_body)
+
+    async def send_body(self, message: ASGISendEvent) -> None:
+        """Hold, compress or pass each message of the response."""
+        if message["type"] == "http.response.start":
+            encoded = any(name.lower() == b"content-encoding" for name, _ in message["headers"])
+            if encoded:
+                self.passing = True
+                await self.send(message)
             else:
-                await send(message)
+                self.start = message
+            return
+        if self.passing or message["type"] != "http.response.body":
+            await self.send(message)
+            return
+        body, more = message.get("body", b""), message.get("more_body", False)
+        if self.stream is not None:
+            await self.send(self._chunk(body, more))
+            return
+        self.held.append(body)
+        self.size += len(body)
+        if more and self.size < STREAM_AFTER:
+            return
+        size = self.size
+        whole = b"".join(self.held)
+        self.held.clear()
+        assert self.start is not None
+        start, self.start = self.start, None
+        if not more and size < self.minimum_size:
+            self.passing = True
+            await self.send(start)
+            await self.send(
+                HTTPResponseBodyEvent(type=message["type"], body=whole, more_body=False)
+            )
+            return
+        headers = [(k, v) for k, v in start["headers"] if k.lower() not in _RECOMPUTED]
+        headers.append((b"content-encoding", self.coding.encode()))
+        headers.append((b"vary", _vary_with_encoding(start["headers"])))
+        if more:
+            self.stream = _compressor(self.coding)
+            start["headers"] = headers
+            await self.send(start)
+            await self.send(self._chunk(whole, more=True))
+            return
+        body = encode(whole, self.coding)
+        start["headers"] = [*headers, (b"content-length", str(len(body)).encode())]
+        await self.send(start)
+        await self.send(_last(body))
 
-        await self.app(scope, receive, send_when_known)
+    def _chunk(self, body: bytes, more: bool) -> HTTPResponseBodyEvent:
+        """The next chunk of a streamed body, compressed (and the stream ended if it is last)."""
+        if self.coding == "br":
+            out = self.stream.process(body) + (
+                self.stream.flush() if more else self.stream.finish()
+            )
+        else:
+            out = self.stream.compress(body) + self.stream.flush(
+                zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH
+            )
+        return HTTPResponseBodyEvent(type="http.response.body", body=out, more_body=more)
+
+
+def _last(body: bytes) -> HTTPResponseBodyEvent:
+    """A response's whole (or last) body."""
+    return HTTPResponseBodyEvent(type="http.response.body", body=body, more_body=False)
+
+
+STREAM_AFTER = 256 * 1024
+"""Bytes of a body held back to compress it whole; a longer one is compressed as it comes."""
+# The headers a compressed response states again: its length and what it varies with.
+_RECOMPUTED = {b"content-length", b"vary"}
+
+
+def _compressor(coding: str) -> Any:
+    """A streaming compressor for `coding`, set as `encode` sets the whole-body one."""
+    if coding == "br":
+        return brotli.Compressor(mode=brotli.MODE_TEXT, quality=BROTLI_QUALITY)
+    return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
+
+
+def _vary_with_encoding(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The response's Vary values with Accept-Encoding added (once)."""
+    vary = _header(headers, b"vary")
+    if vary is None:
+        return b"Accept-Encoding"
+    names = {name.strip().lower() for name in vary.split(",")}
+    return (vary if "accept-encoding" in names else f"{vary}, Accept-Encoding").encode("latin-1")

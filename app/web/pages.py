@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from quart import Blueprint, redirect, request, url_for
+from quart import Blueprint, Response, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 
 from app.engine import DEFAULT_K, DEFAULT_N, Recommendations
 from app.web.errors import KNOWN_ERRORS, not_ready, problem
 from app.web.evaluation_charts import about_charts, group_summary
+from app.web.middleware import preferred_coding
 from app.web.params import parse_query
 from app.web.shared import (
     LIMITS,
@@ -25,6 +26,8 @@ from app.web.shared import (
 bp = Blueprint("web", __name__)
 
 FORM_FIELDS = ("user_id", "n", "k", "algorithm")
+ENCODED_VARY = {"Vary": f"{VARY['Vary']}, Accept-Encoding"}
+"""A results fragment's body depends on Accept-Encoding too (it is kept compressed)."""
 
 
 def results_fragment(results: Recommendations) -> str:
@@ -41,6 +44,8 @@ async def index() -> ResponseReturnValue:
         # A visit without a query asked for nothing that could be refused.
         return not_ready(503 if "user_id" in args else 200)
     fragment = is_fragment_request()
+    # A fragment is kept compressed with its answer: the middleware passes it as it is.
+    coding = preferred_coding(request.headers.get("Accept-Encoding")) if fragment else None
     try:
         query = parse_query(args)
         reply = (
@@ -50,6 +55,7 @@ async def index() -> ResponseReturnValue:
                 query.k,
                 query.algorithm,
                 presented=fragment,
+                coding=coding,
             )
             if query
             else None
@@ -68,7 +74,16 @@ async def index() -> ResponseReturnValue:
         page = _context(args, error=told.message, error_field=told.field)
         return render("index.html", **page), told.status, VARY
     if fragment:
-        return (reply.html or "") if reply else "", 200, fragment_headers(pushed=True)
+        if reply is None:
+            return "", 200, fragment_headers(pushed=True)
+        if reply.body is None or coding is None:
+            return reply.html or "", 200, ENCODED_VARY
+        return Response(
+            reply.body,
+            200,
+            {**ENCODED_VARY, "Content-Encoding": coding},
+            content_type="text/html; charset=utf-8",
+        )
     page = _context(args, results=reply.value if reply else None)
     return render("index.html", **page), 200, VARY
 

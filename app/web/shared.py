@@ -8,6 +8,7 @@ import jinja2
 from quart import Quart, current_app, request, url_for
 
 from app.engine import DEFAULT_K, DEFAULT_N, MAX_K, MAX_N, Service
+from app.web.rows import FilmRows
 
 LIMITS = {"n": MAX_N, "k": MAX_K, "default_n": DEFAULT_N, "default_k": DEFAULT_K}
 """The list sizes the forms offer."""
@@ -52,7 +53,8 @@ def install_templates(app: Quart) -> None:
 
     Synchronous, so that a fragment can be rendered in the same worker thread that computed
     its answer; Quart's own (asynchronous) environment is not used. Worker threads run in a
-    copy of the request's context, so url_for works there too.
+    copy of the request's context, so url_for works there too. `film_parts` gives the
+    parts of a film's row that are the same for everyone, rendered once (app/web/rows.py).
     """
     loader = app.jinja_loader
     assert loader is not None
@@ -61,7 +63,7 @@ def install_templates(app: Quart) -> None:
         autoescape=jinja2.select_autoescape(("html", "htm", "xml")),
         auto_reload=False,
     )
-    environment.globals.update(url_for=url_for)
+    environment.globals.update(url_for=url_for, film_parts=FilmRows(environment))
     app.extensions["templates"] = environment
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from app.config import Settings
 from app.engine import InvalidRatings, Ratings, Service
@@ -33,6 +34,7 @@ from app.engine.nights import (
 )
 from app.store import Database, DatabaseUnavailable
 from app.store.schema import members
+from app.store.schema import nights as nights_table
 
 START = datetime(2026, 12, 4, 19, 0, tzinfo=UTC)
 
@@ -368,3 +370,28 @@ async def test_a_stopped_database_is_unavailable(nights: Nights) -> None:
     await nights.database.stop()
     with pytest.raises(DatabaseUnavailable):
         await nights.get(night.id)
+
+
+async def test_the_background_sweep_deletes_idle_nights_by_itself(
+    settings: Settings, database_url: str, group: Group, clock: Clock
+) -> None:
+    # NIGHT_TTL of 2 s: the sweep runs every tenth of it.
+    nights = Nights(settings.replace(night_ttl=2.0), Database(database_url), group, clock=clock)
+    nights.start()
+    try:
+        night = await nights.create("192.0.2.1")
+        clock.advance(seconds=3)
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            async with nights.database.transaction() as connection:
+                left = (
+                    await connection.execute(select(func.count()).select_from(nights_table))
+                ).scalar_one()
+            if left == 0:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "the sweep never ran"
+            await asyncio.sleep(0.05)
+        with pytest.raises(NightNotFound):
+            await nights.get(night.id)
+    finally:
+        await nights.stop()

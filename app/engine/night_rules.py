@@ -1,4 +1,5 @@
-"""The rules of a movie night: its limits, the errors that break them, names, ids and tokens.
+"""The rules of a movie night: its limits, the errors that break them, names, ids and tokens,
+and what a night needs of the Service (`GroupRecommender`).
 
 Ids and tokens are 128 random bits from `secrets`; only a token's SHA-256 is stored.
 app/engine/nights.py applies these rules and re-exports every name here.
@@ -9,10 +10,17 @@ from __future__ import annotations
 import hashlib
 import secrets
 import unicodedata
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+from app.engine.group import GroupRecommendations
+from app.engine.queries import Ratings
 
 MAX_MEMBERS = 12
 MAX_NIGHT_RATINGS = 500
 """Most films one member of a night may rate."""
+DEFAULT_NIGHT_N = 10
+"""Films in a night's list unless asked otherwise."""
 MAX_NAME = 40
 """Longest display name, in characters, after trimming."""
 
@@ -85,3 +93,21 @@ def check_name(name: str) -> str:
     if any(unicodedata.category(character) in ("Cc", "Cs") for character in trimmed):
         raise InvalidName("A name cannot hold control characters such as line breaks.")
     return trimmed
+
+
+class GroupRecommender(Protocol):
+    """What Nights needs from the Service: the catalogue's check and the group's list."""
+
+    async def check_ratings(self, pairs: Sequence[tuple[int, float]]) -> Ratings:
+        """Validate ratings against the catalogue (InvalidRatings)."""
+        ...
+
+    async def recommend_for_group(
+        self,
+        members: Sequence[Sequence[tuple[int, float]]],
+        n: int = DEFAULT_NIGHT_N,
+        strategy: str | None = None,
+        exclude: Collection[int] = (),
+    ) -> GroupRecommendations:
+        """One list for the members' ratings, in member order."""
+        ...

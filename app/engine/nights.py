@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,9 +24,11 @@ from app.backoff import Backoff
 from app.config import Settings
 from app.engine.group import GroupRecommendations
 from app.engine.night_rules import (
+    DEFAULT_NIGHT_N,
     MAX_MEMBERS,
     MAX_NIGHT_RATINGS,
     Forbidden,
+    GroupRecommender,
     NightFull,
     NightNotFound,
     TooManyNights,
@@ -39,7 +40,7 @@ from app.engine.night_rules import (
 from app.engine.night_rules import MAX_NAME as MAX_NAME
 from app.engine.night_rules import InvalidName as InvalidName
 from app.engine.night_rules import NightError as NightError
-from app.engine.queries import InvalidRatings, Ratings
+from app.engine.queries import InvalidRatings
 from app.store import Database
 from app.store import DatabaseUnavailable as DatabaseUnavailable
 from app.store import nights as stored
@@ -48,7 +49,6 @@ from app.store.nights import StoredMember, StoredNight
 log = logging.getLogger(__name__)
 
 
-DEFAULT_NIGHT_N = 10
 EXPIRE_EVERY = 300.0
 """Seconds between sweeps for expired nights (or a tenth of NIGHT_TTL, if that is shorter)."""
 START_WAIT = 5.0
@@ -85,24 +85,6 @@ class NightList:
 
     night: Night
     recommendations: GroupRecommendations
-
-
-class GroupRecommender(Protocol):
-    """What Nights needs from the Service: the catalogue's check and the group's list."""
-
-    async def check_ratings(self, pairs: Sequence[tuple[int, float]]) -> Ratings:
-        """Validate ratings against the catalogue (InvalidRatings)."""
-        ...
-
-    async def recommend_for_group(
-        self,
-        members: Sequence[Sequence[tuple[int, float]]],
-        n: int = DEFAULT_NIGHT_N,
-        strategy: str | None = None,
-        exclude: Collection[int] = (),
-    ) -> GroupRecommendations:
-        """One list for the members' ratings, in member order."""
-        ...
 
 
 def _night(found: StoredNight) -> Night:
@@ -208,7 +190,7 @@ class Nights:
         ratings: Sequence[tuple[int, float]],
     ) -> Member:
         """Replace the member's ratings. Forbidden, InvalidRatings or TooManyRatings."""
-        await self._check_member(night_id, member_id, token)
+        await self.check_member(night_id, member_id, token)
         if len(ratings) > MAX_NIGHT_RATINGS:
             raise TooManyRatings()
         checked = (await self._recommender.check_ratings(ratings)).pairs()
@@ -222,7 +204,7 @@ class Nights:
     ) -> Member:
         """Rate one film, or remove its rating (None). Forbidden, InvalidRatings, TooManyRatings."""
         if rating is not None:
-            await self._check_member(night_id, member_id, token)
+            await self.check_member(night_id, member_id, token)
             await self._recommender.check_ratings([(movie_id, rating)])
         async with await self._transaction() as connection:
             await self._authorised(connection, night_id, member_id, token)
@@ -239,7 +221,7 @@ class Nights:
 
     async def set_aside(self, night_id: str, member_id: str, token: str, movie_id: int) -> Night:
         """Set a film aside for everyone ("not tonight"). Forbidden, InvalidRatings."""
-        await self._check_member(night_id, member_id, token)
+        await self.check_member(night_id, member_id, token)
         await self._check_film(movie_id)
         async with await self._transaction() as connection:
             now = await self._authorised(connection, night_id, member_id, token)
@@ -251,7 +233,7 @@ class Nights:
     async def pick(self, night_id: str, member_id: str, token: str, movie_id: int | None) -> Night:
         """Mark the night's pick, or clear it (None). Forbidden, InvalidRatings."""
         if movie_id is not None:
-            await self._check_member(night_id, member_id, token)
+            await self.check_member(night_id, member_id, token)
             await self._check_film(movie_id)
         async with await self._transaction() as connection:
             now = await self._authorised(connection, night_id, member_id, token)
@@ -309,11 +291,12 @@ class Nights:
             raise Forbidden()
         return now
 
-    async def _check_member(self, night_id: str, member_id: str, token: str) -> None:
-        """NightNotFound or Forbidden before any other check of a change, without changing it.
+    async def check_member(self, night_id: str, member_id: str, token: str) -> None:
+        """NightNotFound or Forbidden unless `token` is this member's, changing nothing.
 
-        So that a change to an unknown night or by the wrong member is refused as such
-        whatever it carries; the change itself checks again, in its own transaction.
+        Every change checks this first, so that a change to an unknown night or by the wrong
+        member is refused as such whatever it carries (and callers may check before reading
+        what it carries); the change itself checks again, in its own transaction.
         """
         async with await self._transaction() as connection:
             if await stored.version(connection, night_id, self._clock()) is None:

@@ -232,6 +232,8 @@ async def join(night_id: str) -> tuple[dict[str, Any], int]:
 async def set_ratings(night_id: str, member_id: str) -> dict[str, Any]:
     """Replace the member's ratings with {"ratings": [{"movie_id", "rating"}]}."""
     found, member, token = night_id_of(night_id), member_id_of(member_id), bearer_token()
+    # Who may is answered before what is sent: a stranger learns nothing from the body's fate.
+    await service().nights.check_member(found, member, token)
     pairs = parse_ratings_json(await body_object())
     changed = await service().nights.set_ratings(found, member, token, pairs)
     return member_json(changed)

@@ -1001,6 +1001,7 @@ def test_host_override_puts_everything_on_the_host_network(tools: None) -> None:
     # PostgreSQL from Debian's packages on the local base, on its own port of the host.
     db = services["db"]
     assert db["environment"]["PGPORT"] == str(HOST_PORTS[-1])
+    assert not db.get("tmpfs"), "Podman's own tmpfs on /run must hold the socket folder"
     assert db["build"]["context"] == str(ROOT / "deploy" / "postgres")
 
 

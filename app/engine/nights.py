@@ -154,7 +154,7 @@ class Nights:
 
     async def get(self, night_id: str) -> Night:
         """The night as it is now; NightNotFound if unknown or expired."""
-        async with await self._transaction() as connection:
+        async with await self._transaction(reading=True) as connection:
             found = await stored.load(connection, night_id, self._clock())
         if found is None:
             raise NightNotFound()
@@ -162,7 +162,7 @@ class Nights:
 
     async def version(self, night_id: str) -> int:
         """The night's version alone (cheap, for pages that poll for changes)."""
-        async with await self._transaction() as connection:
+        async with await self._transaction(reading=True) as connection:
             found = await stored.version(connection, night_id, self._clock())
         if found is None:
             raise NightNotFound()
@@ -266,12 +266,14 @@ class Nights:
             log.info("Deleted %d movie night(s) idle for NIGHT_TTL", gone)
         return gone
 
-    async def _transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+    async def _transaction(
+        self, reading: bool = False
+    ) -> AbstractAsyncContextManager[AsyncConnection]:
         """The database's next transaction, once it has started (briefly waited for)."""
         if not self.database.started and self._task is not None:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._first_start.wait(), START_WAIT)
-        return self.database.transaction()
+        return self.database.transaction(reading=reading)
 
     async def _touch(self, connection: AsyncConnection, night_id: str) -> datetime:
         """Mark a change to the night (version and expiry); its time. NightNotFound."""
@@ -298,7 +300,7 @@ class Nights:
         member is refused as such whatever it carries (and callers may check before reading
         what it carries); the change itself checks again, in its own transaction.
         """
-        async with await self._transaction() as connection:
+        async with await self._transaction(reading=True) as connection:
             if await stored.version(connection, night_id, self._clock()) is None:
                 raise NightNotFound()
             expected = await stored.token_of(connection, night_id, member_id)
@@ -318,11 +320,13 @@ class Nights:
             try:
                 await self.database.start()
                 break
-            except DatabaseUnavailable as exc:
+            except Exception as exc:
                 failures += 1
                 self._first_start.set()
-                if failures == 1:
+                if failures == 1 and isinstance(exc, DatabaseUnavailable):
                     log.error("Movie nights are unavailable: %s", exc)
+                elif failures == 1:
+                    log.exception("Movie nights are unavailable: the database failed to start")
                 await asyncio.sleep(START_BACKOFF.pause(failures))
         self._first_start.set()
         if failures:

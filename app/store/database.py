@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ CONNECT_TIMEOUT = 5.0
 """Seconds to wait for a connection (SQLite: for another writer's lock) before giving up."""
 STATEMENT_TIMEOUT = 10.0
 """Seconds a PostgreSQL statement may take before the request is answered 503."""
+READING = "movienight_reading"
+"""The execution option that marks a transaction as reading only."""
 UNAVAILABLE = "The movie night database is unavailable right now; please try again in a moment."
 
 
@@ -65,7 +68,8 @@ def _is_unavailable(exc: BaseException) -> bool:
         return False
     # OperationalError, InterfaceError and the rest: lost connections, a server shutting down,
     # a read-only or locked SQLite file, a missing table in a file that was replaced.
-    return isinstance(exc, DBAPIError | OSError | TimeoutError)
+    # sqlite3's own errors come from making the file at start, before SQLAlchemy is involved.
+    return isinstance(exc, DBAPIError | OSError | TimeoutError | sqlite3.Error)
 
 
 class Database:
@@ -131,19 +135,23 @@ class Database:
             await engine.dispose()
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self, *, reading: bool = False) -> AsyncIterator[AsyncConnection]:
         """One connection in one transaction: committed on success, rolled back on any error.
 
-        DatabaseUnavailable if the database cannot be reached or written; other errors pass
-        through unchanged after the rollback.
+        `reading`: the transaction only reads, so on SQLite it does not take the write lock
+        (readers then go on beside a writer, as WAL allows). DatabaseUnavailable if the
+        database cannot be reached or written; other errors pass through after the rollback.
         """
         engine = self._engine
         if engine is None:
             raise DatabaseUnavailable("The database is not started (or failed to start).")
         await self._check_sqlite_file(engine)
         try:
-            async with engine.begin() as connection:
-                yield connection
+            async with engine.connect() as connection:
+                if reading:
+                    await connection.execution_options(**{READING: True})
+                async with connection.begin():
+                    yield connection
         except DatabaseUnavailable:
             raise
         except Exception as exc:
@@ -197,7 +205,7 @@ class Database:
 
 
 def _begin_immediately(engine: AsyncEngine) -> None:
-    """SQLite: every transaction takes the write lock at BEGIN, foreign keys enforced.
+    """SQLite: every transaction that may write takes the write lock at BEGIN; foreign keys on.
 
     Python's sqlite3 begins transactions late and deferred: two writers that both read first
     then deadlock on upgrading their locks, and one fails at once with "database is locked".
@@ -213,4 +221,5 @@ def _begin_immediately(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = connection.get_execution_options().get(READING, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if reading else "BEGIN IMMEDIATE")

@@ -28,6 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.data.lock import held_async
 
 log = logging.getLogger(__name__)
+# Alembic says "Context impl SQLiteImpl." and more at INFO in every worker at every start;
+# _upgrade() logs the one line that matters, when a migration ran.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any fixed 64-bit number, the same in every replica: "movienight" in ASCII, as an integer.

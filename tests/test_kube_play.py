@@ -121,9 +121,18 @@ class Played:
             ):
                 if response.status == 201:
                     created.append(await response.json())
+                else:
+                    last[:] = [response.status, await response.text()]
                 return bool(created)
 
-        await poll(done, timeout, f"POST {path} never answered 201")
+        last: list[Any] = []
+        try:
+            await poll(done, timeout, f"POST {path} never answered 201")
+        except AssertionError as exc:
+            logs = await podman("logs", self.server, check=False)
+            raise AssertionError(
+                f"{exc}; last {last}:\n{logs.out[-1500:]}{logs.err[-1500:]}"
+            ) from None
         return created[0]
 
     async def get(self, path: str, port: int | None = None) -> tuple[int, Any]:
@@ -195,6 +204,10 @@ def adapt(
             "volumes": [v for v in pod_spec["volumes"] if v["name"] in mounted],
         },
     }
+    # The image under test (MOVIEREC_IMAGE), where kustomize names the default tag.
+    for spec in (job_pod["spec"], wait_pod["spec"], pod_spec):
+        for container in spec["containers"]:
+            container["image"] = IMAGE
     for container in pod_spec["containers"]:
         container.pop("ports", None)
         # The Secret the cluster would hold (Podman resolves none): its value, given here.

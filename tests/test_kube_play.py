@@ -4,7 +4,9 @@ second run of the Job is picked up by the replica without a restart.
 
 The objects are rendered from deploy/kubernetes/base by kustomize (scripts/kustomize) and
 changed only where this machine needs it: their own names, the dataset served from the host's
-loopback, loopback ports, and host networking (so no port mappings: Podman refuses them there).
+loopback, loopback ports, host networking (so no port mappings: Podman refuses them there),
+and the DATABASE_URL the replicas read from a Secret given as its value: a new database on
+the test's PostgreSQL (tests/postgres.py), on 127.0.0.1 as well.
 Podman plays Pods, Deployments, PersistentVolumeClaims and ConfigMaps, so the Job runs as the Pod
 its template describes. `make container-test` runs this after building the image.
 """
@@ -29,6 +31,7 @@ import yaml
 
 from tests.conftest import IN_CI, DatasetServer, require_real_zip
 from tests.live import free_port
+from tests.postgres import Postgres
 from tests.test_container import IMAGE, UID, podman, podman_sync, report
 
 pytestmark = pytest.mark.container
@@ -106,6 +109,32 @@ class Played:
         path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
         await podman("kube", "play", "--network", "host", str(path), timeout=180)
 
+    async def post_until_created(self, path: str, timeout: float) -> Any:
+        """POST {} to `path` until it answers 201; the decoded JSON."""
+        created: list[Any] = []
+
+        async def done() -> bool:
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(self.url(path), json={}) as response,
+            ):
+                if response.status == 201:
+                    created.append(await response.json())
+                else:
+                    last[:] = [response.status, await response.text()]
+                return bool(created)
+
+        last: list[Any] = []
+        try:
+            await poll(done, timeout, f"POST {path} never answered 201")
+        except AssertionError as exc:
+            logs = await podman("logs", self.server, check=False)
+            raise AssertionError(
+                f"{exc}; last {last}:\n{logs.out[-1500:]}{logs.err[-1500:]}"
+            ) from None
+        return created[0]
+
     async def get(self, path: str, port: int | None = None) -> tuple[int, Any]:
         """GET `path` on the replica: the status and the decoded JSON (else the text)."""
         timeout = aiohttp.ClientTimeout(total=10)
@@ -120,8 +149,15 @@ class Played:
                 return response.status, body.decode()
 
 
-def adapt(objects: list[Object], source: str, port: int, metrics_port: int, folder: Path) -> Played:
+def adapt(
+    objects: list[Object],
+    source: str,
+    database_url: str,
+    ports: tuple[int, int],
+    folder: Path,
+) -> Played:
     """The rendered objects with what this machine needs changed, and nothing else."""
+    port, metrics_port = ports
     prefix = f"movierec-kube-{uuid.uuid4().hex[:8]}"
     settings = only(objects, "ConfigMap")
     settings["data"].update(
@@ -168,8 +204,18 @@ def adapt(objects: list[Object], source: str, port: int, metrics_port: int, fold
             "volumes": [v for v in pod_spec["volumes"] if v["name"] in mounted],
         },
     }
+    # The image under test (MOVIEREC_IMAGE), where kustomize names the default tag.
+    for spec in (job_pod["spec"], wait_pod["spec"], pod_spec):
+        for container in spec["containers"]:
+            container["image"] = IMAGE
     for container in pod_spec["containers"]:
         container.pop("ports", None)
+        # The Secret the cluster would hold (Podman resolves none): its value, given here.
+        for variable in container.get("env", []):
+            if variable["name"] == "DATABASE_URL":
+                assert variable["valueFrom"]["secretKeyRef"]["key"] == "DATABASE_URL"
+                variable.pop("valueFrom")
+                variable["value"] = database_url
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             container[probe]["httpGet"]["port"] = port
     return Played(
@@ -179,11 +225,12 @@ def adapt(objects: list[Object], source: str, port: int, metrics_port: int, fold
 
 @pytest.fixture
 async def played(
-    manifests: list[Object], dataset_server: DatasetServer, tmp_path: Path
+    manifests: list[Object], dataset_server: DatasetServer, postgres: Postgres, tmp_path: Path
 ) -> AsyncIterator[Played]:
     """The manifests adapted to this machine; every pod and volume they made is removed after."""
     source = dataset_server.serve_bytes("/ml-latest-small.zip", require_real_zip().read_bytes())
-    cluster = adapt(manifests, source, free_port(), free_port(), tmp_path)
+    database = postgres.new_database()
+    cluster = adapt(manifests, source, database, (free_port(), free_port()), tmp_path)
     yield cluster
     pods = await podman("pod", "ps", "--format", "{{.Name}}", check=False)
     for pod in pods.out.split():
@@ -281,6 +328,10 @@ async def test_the_build_job_fills_the_volume_and_a_read_only_replica_serves_it(
     assert (status, state["snapshot_id"]) == (200, first)
     status, answer = await played.get("/api/users/42/recommendations?n=5")
     assert status == 200 and len(answer["recommendations"]) == 5
+    # Nights go to the database DATABASE_URL names (its first start may still be retrying).
+    night = await played.post_until_created("/api/nights", 60)
+    status, found = await played.get(f"/api/nights/{night['id']}")
+    assert status == 200 and found["members"] == []
 
     # The security context held: uid 10001, nothing writable but /tmp, the volume read-only.
     probe = 'id -u; for d in /app/data /app /tmp; do touch "$d/.w" 2>/dev/null && echo "$d"; done'

@@ -5,10 +5,13 @@ what it may use.
 """
 
 from app.data.catalogue import Movie
+from app.data.imports import FORMATS as IMPORT_FORMATS
+from app.data.imports import MAX_IMPORT_BYTES, InvalidImport, Unmatched
 from app.engine.answers import Because, MovieResult, Recommendations
 from app.engine.cache import CacheInfo
 from app.engine.choice import check_algorithms
 from app.engine.engine import Engine
+from app.engine.imports import ImportResult, Joined, join_ratings
 from app.engine.queries import (
     DEFAULT_K,
     DEFAULT_N,
@@ -37,6 +40,8 @@ __all__ = [
     "DEFAULT_K",
     "DEFAULT_N",
     "FROM_USER_LIMIT",
+    "IMPORT_FORMATS",
+    "MAX_IMPORT_BYTES",
     "MAX_K",
     "MAX_N",
     "MAX_RATINGS",
@@ -48,7 +53,10 @@ __all__ = [
     "CacheInfo",
     "Engine",
     "Filters",
+    "ImportResult",
+    "InvalidImport",
     "InvalidRatings",
+    "Joined",
     "Movie",
     "MovieResult",
     "Neighbour",
@@ -62,7 +70,9 @@ __all__ = [
     "Status",
     "UnknownAlgorithm",
     "UnknownUser",
+    "Unmatched",
     "Visit",
     "VisitRequest",
     "check_algorithms",
+    "join_ratings",
 ]

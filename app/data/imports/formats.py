@@ -33,6 +33,7 @@ KNOWN_HEADERS = (
     'watched.csv ("Date", "Name", "Year", "Letterboxd URI", "Rating"), MovieLens\' ratings '
     '("userId", "movieId", "rating", ...) or a plain "movieId,rating"'
 )
+_SEPARATOR_NAMES = {",": "a comma", ";": "a semicolon", "\t": "a tab"}
 _IMDB_ID = re.compile(r"tt0*([0-9]{1,10})", re.ASCII)
 _WHOLE = re.compile(r"[0-9]{1,12}", re.ASCII)
 _YEAR = re.compile(r"[0-9]{4}", re.ASCII)
@@ -100,6 +101,13 @@ def parse(table: Table) -> ParsedImport:
         raise InvalidImport("The file has a header but no rows of ratings.", row=1)
     if name == MOVIELENS:
         _single_user(table, columns)
+    for cells, line in zip(table.rows, table.lines, strict=True):
+        if any(cell.strip() for cell in cells[len(table.header) :]):
+            raise InvalidImport(
+                f"{len(cells)} values where the header names {len(table.header)}: a value "
+                f"holding {_SEPARATOR_NAMES[table.separator]} must be in double quotes.",
+                row=line,
+            )
     rows = tuple(
         read_row(_Cells(columns, cells, line, table.separator))
         for cells, line in zip(table.rows, table.lines, strict=True)

@@ -105,12 +105,9 @@ def _by_title(row: ImportRow, index: MatchIndex, catalogue: Catalogue) -> int | 
             candidates[position] = min(kind, candidates.get(position, kind))
     if not candidates:
         return _unmatched(row, NOT_FOUND, "Not in this catalogue.")
-    pool = _closest_in_year(candidates, row.year, catalogue)
+    pool = _closest(candidates, row.year, catalogue)
     if not pool:
         return _unmatched(row, NOT_FOUND, "Not in this catalogue (no film of that title then).")
-    if len(pool) > 1:
-        primary = [position for position in pool if candidates[position] == PRIMARY]
-        pool = primary or pool
     if len(pool) == 1:
         return pool[0]
     named = ", ".join(_name(catalogue, position) for position in pool[:MOST_CANDIDATES_NAMED])
@@ -119,19 +116,23 @@ def _by_title(row: ImportRow, index: MatchIndex, catalogue: Catalogue) -> int | 
     return _unmatched(row, AMBIGUOUS, f"More than one film fits: {named}{tail}. Rate it by hand.")
 
 
-def _closest_in_year(
-    candidates: dict[int, int], year: int | None, catalogue: Catalogue
-) -> list[int]:
-    """The candidates of the year given, else a year either side, else those without a year."""
+def _closest(candidates: dict[int, int], year: int | None, catalogue: Catalogue) -> list[int]:
+    """The candidates that fit best: by main title in the year given, then by main title a
+    year either side or by another title in that year (equally), then by another title a
+    year either side; films without a year only when the row has none or nothing else fits.
+    """
     positions = sorted(candidates)
     if year is None:
-        return positions
-    gaps = {position: _gap(year_of(catalogue, position), year) for position in positions}
-    for distance in (0, 1):
-        pool = [position for position in positions if gaps[position] == distance]
-        if pool:
-            return pool
-    return [position for position in positions if gaps[position] is None]
+        primary = [position for position in positions if candidates[position] == PRIMARY]
+        return primary or positions
+    fits: dict[int, list[int]] = {}
+    for position in positions:
+        gap = _gap(year_of(catalogue, position), year)
+        if gap is not None and gap <= 1:
+            fits.setdefault(gap + candidates[position], []).append(position)
+    if fits:
+        return fits[min(fits)]
+    return [position for position in positions if year_of(catalogue, position) is None]
 
 
 def _gap(film_year: int | None, year: int) -> int | None:

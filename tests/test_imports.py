@@ -34,7 +34,11 @@ from app.data.imports import (
     read_import,
 )
 from app.engine import ImportResult, Unmatched, join_ratings
-from tests.conftest import make_zip, one, parse, require_real_zip, text_of, texts, wait_until_settled
+from tests.conftest import (
+    make_zip,
+    require_real_zip,
+    wait_until_settled,
+)
 from tests.exports import imdb_export, letterboxd_export, movielens_export
 from tests.tiny import MOVIES, TINY_MOVIES, TINY_RATINGS
 
@@ -230,7 +234,7 @@ def test_a_file_over_the_limit_is_refused_as_too_large() -> None:
         ("movieId,rating\n10,4\n20,0\n", 3, "rating", "from 0.5 to 5"),
         ("movieId,rating\n10,4\n20,NaN\n", 3, "rating", "not a number"),
         ("movieId,rating\nten,4\n", 2, "movieId", "movie id"),
-        ("movieId,rating\n10,\"4,5\"\n", 2, "rating", "not a number"),
+        ('movieId,rating\n10,"4,5"\n', 2, "rating", "not a number"),
         ("userId,movieId,rating\n1,10,4\n2,20,4\n", 3, "userId", "more than one user"),
         ('movieId,rating\n10,4\n"20,4\n', 3, None, "not readable as CSV"),
         ("Date,Name,Year,Letterboxd URI,Rating\n2024,Matrix, The,1999,u,4\n", 2, None, "quotes"),
@@ -469,3 +473,11 @@ async def test_uploads_are_not_logged(
         assert response.status_code in (200, 400)
     assert any("/api/imports" in r.getMessage() for r in caplog.records)  # the access log ran
     assert marker not in caplog.text
+
+
+def test_the_openapi_document_names_every_import_format() -> None:
+    from app.engine import IMPORT_FORMATS
+    from app.web import openapi
+
+    schema = openapi.template()["components"]["schemas"]["ImportResult"]
+    assert tuple(schema["properties"]["format"]["enum"]) == IMPORT_FORMATS

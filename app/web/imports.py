@@ -78,10 +78,14 @@ async def uploaded_file(field: str = "file") -> bytes:
     if request.mimetype == "multipart/form-data":
         files = await request.files
         upload = files.get(field)
-        if upload is None:
+        if upload is not None:
+            data = upload.read()
+            return data if isinstance(data, bytes) else data.encode("utf-8")
+        # A form field rather than a file (curl -F 'file=<ratings.csv' sends one).
+        text = (await request.form).get(field)
+        if text is None:
             raise InvalidInput(field, f"Send the export as the form's field {field!r}.")
-        data = upload.read()
-        return data if isinstance(data, bytes) else data.encode("utf-8")
+        return text.encode("utf-8")
     raise UnsupportedMediaType(
         "Send the export as the body with Content-Type: text/csv, "
         "or as the field 'file' of a multipart/form-data form."

@@ -36,7 +36,11 @@ from app.data.imports import (
 from app.engine import ImportResult, Unmatched, join_ratings
 from tests.conftest import (
     make_zip,
+    one,
+    parse,
     require_real_zip,
+    text_of,
+    texts,
     wait_until_settled,
 )
 from tests.exports import imdb_export, letterboxd_export, movielens_export
@@ -481,3 +485,129 @@ def test_the_openapi_document_names_every_import_format() -> None:
 
     schema = openapi.template()["components"]["schemas"]["ImportResult"]
     assert tuple(schema["properties"]["format"]["enum"]) == IMPORT_FORMATS
+
+
+# ---- the import on /rate --------------------------------------------------------------------
+
+
+def _upload(text: str) -> dict[str, object]:
+    from werkzeug.datastructures import FileStorage
+
+    return {"file": FileStorage(io.BytesIO(text.encode()), "ratings.csv", content_type="text/csv")}
+
+
+async def test_an_import_on_rate_joins_the_list_and_says_what_it_found(
+    api: TestClientProtocol,
+) -> None:
+    # The visitor had rated Toy Story 2 stars and Heat 4; the file rates Toy Story 4.5.
+    response = await api.post(
+        "/rate", form={"import": "1", "r": "10:2,30:4"}, files=_upload(IMDB_FILE)
+    )
+    page = parse(await response.get_data(as_text=True))
+    assert response.status_code == 200
+    summary = text_of(one(page, ".imported-summary"))
+    assert summary.startswith("2 of 3 films found; 1 is not in this catalogue.")
+    assert text_of(one(page, "#imported-title")) == "Imported from IMDb"
+    assert "1 film you had rated now has the imported rating." in texts(page, ".imported .note")
+    assert one(page, "details.unmatched").attributes.get("open") is None  # folded away
+    assert texts(page, "details.unmatched tbody td") == [
+        "4",
+        "Lost",
+        "2001",
+        "Not in this catalogue.",
+    ]
+    assert one(page, "#rate-state input[name=r]").attributes["value"] == "10:4.5,30:4,50:4"
+    assert len(page.css("ul[aria-label='Films you rated'] li")) == 3
+
+
+async def test_pasted_text_imports_in_place_with_a_new_address(api: TestClientProtocol) -> None:
+    response = await api.post(
+        "/rate",
+        form={"import": "1", "r": "20:3", "paste": "movieId,rating\r\n30,5\r\n"},
+        headers={"HX-Request": "true"},
+    )
+    fragment = parse(await response.get_data(as_text=True))
+    assert response.status_code == 200 and response.headers["HX-Push-Url"] == "/rate?r=20:3,30:5"
+    assert text_of(one(fragment, "#imported-title")) == "Imported from a movieId,rating file"
+    # A failed import's message beside the form is cleared.
+    assert one(fragment, "#import-status").attributes["hx-swap-oob"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("form", "files", "says"),
+    [
+        ({"import": "1", "r": "10:5"}, {}, "Choose your export's file"),
+        ({"import": "1", "r": "10:5", "paste": "Film,Stars\nHeat,5\n"}, {}, "Row 1"),
+        ({"import": "1", "r": "10:5"}, "Const,Your Rating\ntt0000110,12\n", 'column "Your Rating"'),
+    ],
+    ids=["nothing", "header", "rating"],
+)
+async def test_a_failed_import_says_why_beside_the_form_and_leaves_the_list(
+    api: TestClientProtocol, form: dict[str, str], files: str | dict[str, object], says: str
+) -> None:
+    def uploads() -> dict[str, object]:
+        return _upload(files) if isinstance(files, str) else files
+
+    response = await api.post("/rate", form=form, files=uploads(), headers={"HX-Request": "true"})
+    fragment = parse(await response.get_data(as_text=True))
+    assert response.status_code == 400
+    assert response.headers["HX-Retarget"] == "#import-status"
+    assert response.headers["HX-Push-Url"] == "false"
+    alert = one(fragment, "[role=alert]")
+    assert says in text_of(alert) and alert.attributes["data-field"] == "import-file"
+    assert not fragment.css("#rate-state")  # the list, and its ratings, are not replaced
+    # Without JavaScript the page comes back whole, with the ratings it had.
+    page = parse(await (await api.post("/rate", form=form, files=uploads())).get_data(as_text=True))
+    assert one(page, "#rate-state input[name=r]").attributes["value"] == "10:5"
+    assert says in text_of(one(page, "[role=alert]"))
+
+
+@pytest.fixture
+async def real_client(settings: Settings) -> AsyncIterator[TestClientProtocol]:
+    """The app on ml-latest-small (the original algorithm only), ready."""
+    app = create_app(settings.replace(source=str(require_real_zip())))
+    async with app.test_app() as test_app:
+        await wait_until_settled(app, timeout=120)
+        yield test_app.test_client()
+
+
+@pytest.mark.real_data
+async def test_a_history_too_long_for_the_address_is_posted_and_keeps_working(
+    real_client: TestClientProtocol, real_movies: tuple[pd.DataFrame, Catalogue]
+) -> None:
+    from app.engine import MAX_RATINGS
+
+    movies, _ = real_movies
+    export = imdb_export(movies, count=1500)
+    response = await real_client.post(
+        "/rate",
+        form={"import": "1"},
+        files=_upload(export.data.decode()),
+        headers={"HX-Request": "true"},
+    )
+    fragment = parse(await response.get_data(as_text=True))
+    assert response.status_code == 200
+    assert response.headers["HX-Push-Url"] == "false"  # too long for an address
+    kept = one(fragment, "#rate-state input[name=r]").attributes["value"] or ""
+    assert (
+        len(kept.split(",")) == 1500 and one(fragment, "#rate-state").attributes["method"] == "post"
+    )
+    assert len(fragment.css("ul[aria-label='Films you rated'] li")) == 300
+    assert "all of them count" in " ".join(texts(fragment, ".note"))
+    assert fragment.css(".recommendations li, ol li"), "recommendations from the whole history"
+    # A star, as static/js/pages.js posts it for a long list: the rating joins the 1,500.
+    unrated = next(m for m in movies.index if int(m) not in export.expected)
+    starred = await real_client.post(
+        "/rate", form={"r": kept, "set": f"{unrated}:5"}, headers={"HX-Request": "true"}
+    )
+    again = parse(await starred.get_data(as_text=True))
+    assert starred.status_code == 200
+    assert (
+        len((one(again, "#rate-state input[name=r]").attributes["value"] or "").split(",")) == 1501
+    )
+    # The search shows the stars given, and the export gives every rating.
+    assert (
+        await real_client.post("/rate/search", form={"q": "matrix", "r": kept})
+    ).status_code == 200
+    exported = await (await real_client.post("/rate/export", form={"r": kept})).get_json()
+    assert len(exported["ratings"]) == 1500 <= MAX_RATINGS

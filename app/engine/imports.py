@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from app.data.imports import (
     AMBIGUOUS,
+    FORMAT_LABELS,
     NOT_FOUND,
     REPEATED,
     UNRATED,
@@ -31,6 +32,11 @@ class ImportResult:
     rows: int
     ratings: tuple[tuple[int, float], ...]
     unmatched: tuple[Unmatched, ...]
+
+    @property
+    def source(self) -> str:
+        """Where the file came from, as a page names it ("IMDb", "Letterboxd")."""
+        return FORMAT_LABELS[self.format]
 
     @property
     def matched(self) -> int:

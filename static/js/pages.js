@@ -36,7 +36,10 @@
   function send(values) {
     const v = visitor();
     if (!v || !window.htmx) return;
-    window.htmx.ajax("GET", v.dataset.url, { source: v, values: values });
+    // A list too long for an address (an imported history) is posted instead.
+    const state = $("#rate-state input[name=r]");
+    const long = state && state.value.length > Number(v.dataset.postOver || Infinity);
+    window.htmx.ajax(long ? "POST" : "GET", v.dataset.url, { source: v, values: values });
   }
 
   function saveRating(input) {

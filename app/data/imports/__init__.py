@@ -6,7 +6,7 @@ pairs and the rows that were not matched come out.
 """
 
 from app.data.imports.errors import InvalidImport
-from app.data.imports.formats import FORMATS, ImportRow, ParsedImport, parse
+from app.data.imports.formats import FORMAT_LABELS, FORMATS, ImportRow, ParsedImport, parse
 from app.data.imports.matching import (
     AMBIGUOUS,
     NOT_FOUND,
@@ -28,6 +28,7 @@ def read_import(data: bytes) -> ParsedImport:
 __all__ = [
     "AMBIGUOUS",
     "FORMATS",
+    "FORMAT_LABELS",
     "MAX_IMPORT_BYTES",
     "NOT_FOUND",
     "REPEATED",

@@ -27,6 +27,14 @@ MOVIELENS = "movielens"
 PLAIN = "plain"
 FORMATS = (IMDB, LETTERBOXD, LETTERBOXD_WATCHED, MOVIELENS, PLAIN)
 """Every format's name, as an import's answer gives it."""
+FORMAT_LABELS = {
+    IMDB: "IMDb",
+    LETTERBOXD: "Letterboxd",
+    LETTERBOXD_WATCHED: "Letterboxd (watched films, without ratings)",
+    MOVIELENS: "MovieLens",
+    PLAIN: "a movieId,rating file",
+}
+"""Each format as a page names it."""
 
 KNOWN_HEADERS = (
     'IMDb\'s ratings export ("Const", "Your Rating", ...), Letterboxd\'s ratings.csv or '

@@ -99,6 +99,8 @@ async def _import_failed(exc: InvalidImport, args: dict[str, str]) -> ResponseRe
     status = 413 if exc.too_large else 400
     alert = render("partials/_error.html", error=exc.message, error_field="import-file")
     if is_fragment_request():
+        # The bar that said "Finding films…" says what happened instead.
+        alert += render("partials/_import_failed.html")
         headers = {
             **fragment_headers(pushed=False),
             "HX-Retarget": IMPORT_STATUS,

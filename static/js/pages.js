@@ -145,7 +145,10 @@
   });
 
   document.addEventListener("htmx:afterRequest", function (event) {
-    const target = event.detail.target;
+    // The target asked for: a failed import is answered elsewhere (HX-Retarget), and the
+    // request it ends was counted against #visitor.
+    const asked = event.detail.requestConfig && event.detail.requestConfig.target;
+    const target = asked || event.detail.target;
     if (!target) return;
     if (target.id === "visitor") {
       busy = Math.max(0, busy - 1);

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
-from tests import live
+from tests import live, test_browser
 from tests.conftest import require_real_zip
 from tests.exports import imdb_export
-from tests.test_browser import ARTIFACTS, VIEWPORTS, _axe, browser  # noqa: F401 (a fixture)
+from tests.test_browser import ARTIFACTS, VIEWPORTS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.browser, pytest.mark.real_data]
 
 PHONE = VIEWPORTS["phone"]
+browser = test_browser.browser
+"""Debian's Chromium through Playwright, launched as tests/test_browser.py does."""
+_axe = test_browser._axe
 TOY_STORY = 1
 
 

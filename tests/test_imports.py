@@ -611,3 +611,33 @@ async def test_a_history_too_long_for_the_address_is_posted_and_keeps_working(
     ).status_code == 200
     exported = await (await real_client.post("/rate/export", form={"r": kept})).get_json()
     assert len(exported["ratings"]) == 1500 <= MAX_RATINGS
+
+
+# ---- `movierec evaluate --split visitor`: a whole history imported ------------------------
+
+
+@pytest.mark.real_data
+def test_a_history_imported_scores_within_5_percent_of_the_same_users_known(
+    real_movies: tuple[pd.DataFrame, Catalogue], tmp_path: Path
+) -> None:
+    from app.data.movielens import load
+    from app.evaluation.imported import imported_case
+    from app.evaluation.visitor import draw_cases, evaluate_visitors, visitor_holdout
+
+    movies, catalogue = real_movies
+    with zipfile.ZipFile(require_real_zip()) as archive:
+        archive.extractall(tmp_path)
+    ratings = load(tmp_path).ratings
+    result = evaluate_visitors(ratings, ["itemknn"], lengths=(5,), movies=movies)
+    assert result.imported is not None
+    imported, known = result.imported.rows[0].cells
+    assert (imported.algorithm, known.algorithm) == ("itemknn imported", "itemknn known")
+    assert imported.users == known.users > 100
+    assert abs(imported.ndcg - known.ndcg) <= 0.05 * known.ndcg, (imported, known)
+    # Every film of every history goes through the IMDb export and comes back.
+    cases = draw_cases(visitor_holdout(ratings), (), 42)
+    for case in cases[:20]:
+        back = imported_case(case, catalogue)
+        assert dict(zip(back.movie_ids, back.ratings, strict=True)) == dict(
+            zip(case.movie_ids, case.ratings, strict=True)
+        )

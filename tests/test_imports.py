@@ -641,3 +641,20 @@ def test_a_history_imported_scores_within_5_percent_of_the_same_users_known(
         assert dict(zip(back.movie_ids, back.ratings, strict=True)) == dict(
             zip(case.movie_ids, case.ratings, strict=True)
         )
+
+
+@pytest.mark.parametrize("extra", [0, 200_000], ids=["just-over", "past-the-form-limit"])
+async def test_a_file_over_2_mib_on_rate_is_413_beside_the_form(
+    api: TestClientProtocol, extra: int
+) -> None:
+    text = "movieId,rating\n" + "10,4\n" * ((MAX_IMPORT_BYTES + extra) // 5 + 1)
+    response = await api.post(
+        "/rate",
+        form={"import": "1", "r": "10:5"},
+        files=_upload(text),
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 413
+    assert response.headers["HX-Retarget"] == "#import-status"
+    alert = one(parse(await response.get_data(as_text=True)), "[role=alert]")
+    assert "over 2 MiB" in text_of(alert)

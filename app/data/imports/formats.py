@@ -12,6 +12,7 @@ Column names are compared without case, spaces or underscores ("Your Rating", "m
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -68,6 +69,7 @@ class ParsedImport:
     rows: tuple[ImportRow, ...]
 
 
+@functools.lru_cache(maxsize=256)
 def _key(name: str) -> str:
     return re.sub(r"[\s_]+", "", name).casefold()
 

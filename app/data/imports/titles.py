@@ -42,8 +42,12 @@ ALTERNATIVE = 1
 
 def fold(text: str) -> str:
     """Lower case, accents gone, "&" as "and", punctuation as spaces, one leading article off."""
-    decomposed = unicodedata.normalize("NFKD", text.replace("&", " and "))
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    text = text.replace("&", " and ")
+    if text.isascii():  # most titles: nothing to decompose
+        plain = text.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text)
+        plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
     words = _NOT_WORD.sub(" ", plain).split()
     if len(words) > 1 and words[0] in ARTICLES:
         words = words[1:]

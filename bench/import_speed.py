@@ -71,9 +71,8 @@ def main() -> None:
         )
         if name == "letterboxd":
             misses += [f"  row {u.row}: {u.title} ({u.year}): {u.reason}" for u in found.unmatched]
-            misses += [
-                f"  wrong: {catalogue.get(movie)}" for movie in got if got[movie] != export.expected.get(movie)
-            ]
+            wrong_films = [m for m in got if got[m] != export.expected.get(m)]
+            misses += [f"  wrong: {catalogue.get(movie)}" for movie in wrong_films]
     print("Letterboxd rows not matched to their film:")
     print("\n".join(misses))
 

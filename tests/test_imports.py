@@ -208,6 +208,7 @@ def _xlsx() -> bytes:
         (b"movieId,rating\x00\x01\x02", "binary data"),
         (b"", "empty"),
         (b" \r\n\n", "empty"),
+        (b",,,\n , ,\r\n", "empty"),
     ],
 )
 def test_files_that_are_not_csv_are_named_for_what_they_are(data: bytes, says: str) -> None:
@@ -250,6 +251,12 @@ def test_bad_values_name_their_row_and_column(
     error = refusal(text)
     assert (error.row, error.column) == (row, column) and says in error.message
     assert error.message.startswith(f"Row {row}")
+
+
+def test_a_huge_title_is_cut_and_matched_in_no_time() -> None:
+    title = "x" + " " * 100_000 + "y"
+    found = imported(f'Date,Name,Year,Letterboxd URI,Rating\n2024,"{title}",1999,u,4\n')
+    assert [(u.kind, len(u.title or "")) for u in found.unmatched] == [(NOT_FOUND, 300)]
 
 
 def test_an_error_quotes_one_short_cell_and_nothing_else_of_the_file() -> None:

@@ -42,6 +42,9 @@ KNOWN_HEADERS = (
     'watched.csv ("Date", "Name", "Year", "Letterboxd URI", "Rating"), MovieLens\' ratings '
     '("userId", "movieId", "rating", ...) or a plain "movieId,rating"'
 )
+MAX_TITLE = 300
+"""Longest title kept from a row (the longest in MovieLens is under 200 characters): matching
+and the answer never work on more of a cell than this."""
 _SEPARATOR_NAMES = {",": "a comma", ";": "a semicolon", "\t": "a tab"}
 _IMDB_ID = re.compile(r"tt0*([0-9]{1,10})", re.ASCII)
 _WHOLE = re.compile(r"[0-9]{1,12}", re.ASCII)
@@ -69,9 +72,13 @@ class ParsedImport:
     rows: tuple[ImportRow, ...]
 
 
-@functools.lru_cache(maxsize=256)
 def _key(name: str) -> str:
     return re.sub(r"[\s_]+", "", name).casefold()
+
+
+# For the column names the formats ask for, a few constants: a file's own header names are
+# not cached (one may be a megabyte long).
+_known_key = functools.lru_cache(maxsize=64)(_key)
 
 
 class _Columns:
@@ -84,13 +91,13 @@ class _Columns:
             self.index.setdefault(_key(name), position)
 
     def has(self, *names: str) -> bool:
-        return all(_key(name) in self.index for name in names)
+        return all(_known_key(name) in self.index for name in names)
 
     def name(self, key: str) -> str:
-        return self.header[self.index[_key(key)]]
+        return self.header[self.index[_known_key(key)]]
 
     def cell(self, cells: tuple[str, ...], key: str) -> str:
-        position = self.index.get(_key(key))
+        position = self.index.get(_known_key(key))
         if position is None or position >= len(cells):
             return ""
         return cells[position].strip()
@@ -172,6 +179,10 @@ class _Cells:
             raise self.fail(key, f"{_shown(text)} is not {what}.")
         return int(text)
 
+    def title(self, key: str) -> str | None:
+        """A title, None when empty, cut to MAX_TITLE characters."""
+        return self.text(key)[:MAX_TITLE] or None
+
     def year(self, key: str) -> int | None:
         text = self.text(key)
         if not text:
@@ -196,7 +207,7 @@ def _imdb(cells: _Cells) -> ImportRow:
         row=cells.row,
         rating=cells.half_stars("Your Rating", 1, 10, 0.5),
         imdb_id=int(match[1]),
-        title=cells.text("Title") or None,
+        title=cells.title("Title"),
         year=cells.year("Year") if cells.columns.has("Year") else None,
     )
 
@@ -206,7 +217,7 @@ def _letterboxd(cells: _Cells) -> ImportRow:
     return ImportRow(
         row=cells.row,
         rating=cells.half_stars("Rating", 0.5, 5, 1) if rated else None,
-        title=cells.text("Name") or None,
+        title=cells.title("Name"),
         year=cells.year("Year"),
     )
 
@@ -219,7 +230,7 @@ def _movielens(cells: _Cells) -> ImportRow:
         rating=cells.half_stars("rating", 0.5, 5, 1),
         movie_id=cells.whole(id_column, "a MovieLens movie id"),
         imdb_id=cells.whole("imdb_id", "an IMDb id") if has_imdb else None,
-        title=cells.text("title") or None,
+        title=cells.title("title"),
     )
 
 

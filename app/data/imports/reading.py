@@ -75,7 +75,8 @@ def read_table(data: bytes) -> Table:
             start = reader.line_num + 1
     except csv.Error as exc:
         raise InvalidImport(f"This is not readable as CSV: {exc}.", row=start) from None
-    assert header is not None  # the text has a line with something on it
+    if header is None:
+        raise InvalidImport("The file is empty: there is no header and no ratings.")
     return Table(header, tuple(rows), tuple(lines), separator)
 
 

@@ -34,6 +34,8 @@ _PARENTHESES = re.compile(r"\s*\(([^()]*)\)")
 _AKA = re.compile(r"^(?:a\.?k\.?a\.?|aka)\s+", re.IGNORECASE)
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
 
+MAX_TITLE = 300
+"""Characters of a title that matching reads (MovieLens' longest is under 200)."""
 PRIMARY = 0
 """A film's key from its main title."""
 ALTERNATIVE = 1
@@ -66,6 +68,8 @@ def _front(title: str) -> str:
 
 def title_keys(title: str) -> list[tuple[str, int]]:
     """The keys a title is known by: its main title's (PRIMARY) and each in parentheses'."""
+    # The patterns below backtrack: a title is short, and what is longer is cut here.
+    title = title[:MAX_TITLE]
     alternatives = [_AKA.sub("", inner) for inner in _PARENTHESES.findall(title)]
     main = _PARENTHESES.sub("", title)
     keys = [(fold(_front(main)), PRIMARY), (fold(_front(title)), PRIMARY)]

@@ -105,6 +105,8 @@ def evaluate(
         parser.error(str(exc))
     if options.n < 1 or options.visitors < 1 or any(k < 1 for k in original_ks):
         parser.error("--n, --visitors and --original-k need whole numbers of at least 1")
+    if options.groups < 1:
+        parser.error("--groups needs a whole number of at least 1")
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         run(
@@ -118,6 +120,7 @@ def evaluate(
                 out=options.out,
                 visitors=options.visitors,
                 policy=VISITOR_POLICY,
+                groups=options.groups,
             ),
         )
     except DatasetError as exc:
@@ -189,7 +192,8 @@ def _evaluate_arguments(evaluate_cmd: argparse.ArgumentParser) -> None:
         "--split",
         choices=SPLITS,
         default=defaults.split,
-        help="both: random and temporal; visitor: new visitors with 3-20 ratings; all: every one",
+        help="both: random and temporal; visitor: new visitors with 3-20 ratings; "
+        "group: group lists for 2-6 members; all: every one",
     )
     # --k is the old name of --n, kept so that existing scripts still run.
     evaluate_cmd.add_argument(
@@ -210,7 +214,13 @@ def _evaluate_arguments(evaluate_cmd: argparse.ArgumentParser) -> None:
         "--visitors",
         type=int,
         default=defaults.visitors,
-        help="users held out whole by --split visitor (150)",
+        help="users held out whole by --split visitor and group (150)",
+    )
+    evaluate_cmd.add_argument(
+        "--groups",
+        type=int,
+        default=defaults.groups,
+        help=f"groups of each kind drawn by --split group ({defaults.groups})",
     )
     evaluate_cmd.add_argument(
         "--out", type=Path, help="folder for latest.json and latest.md (DATA_DIR/evaluation)"

@@ -11,6 +11,13 @@ from app.engine.answers import Because, MovieResult, Recommendations
 from app.engine.cache import CacheInfo
 from app.engine.choice import check_algorithms
 from app.engine.engine import Engine
+from app.engine.group import (
+    DEFAULT_GROUP_STRATEGY,
+    GroupFilm,
+    GroupRecommendations,
+    GroupStrategyInfo,
+    UnknownStrategy,
+)
 from app.engine.imports import ImportResult, Joined, join_ratings
 from app.engine.queries import (
     DEFAULT_K,
@@ -75,4 +82,12 @@ __all__ = [
     "VisitRequest",
     "check_algorithms",
     "join_ratings",
+]
+# Group recommendations (app/engine/group.py), for the night pages and API.
+__all__ += [
+    "DEFAULT_GROUP_STRATEGY",
+    "GroupFilm",
+    "GroupRecommendations",
+    "GroupStrategyInfo",
+    "UnknownStrategy",
 ]

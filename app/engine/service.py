@@ -11,7 +11,7 @@ more threads than cores only take turns and starve the event loop).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +22,13 @@ from app.engine.answers import Recommendations
 from app.engine.cache import CacheInfo, Kept, LRUCache, entry_bytes
 from app.engine.choice import Choice
 from app.engine.engine import Engine
+from app.engine.group import (
+    GroupRecommendations,
+    GroupStrategyInfo,
+    group_strategies,
+    group_strategy,
+    recommend_group,
+)
 from app.engine.imports import ImportResult, import_ratings
 from app.engine.queries import DEFAULT_K, DEFAULT_N, NO_FILTERS, Filters, Ratings
 from app.engine.status import AlgorithmStatus, Status
@@ -142,6 +149,30 @@ class Service:
         """
         choice = self._engine.choose_for_visitor(algorithm, len(pairs))
         return await self._off_loop(self._for_ratings, choice, pairs, n, k, filters)
+
+    async def recommend_for_group(
+        self,
+        members: Sequence[Sequence[tuple[int, float]]],
+        n: int = 10,
+        strategy: str | None = None,
+        exclude: Collection[int] = (),
+    ) -> GroupRecommendations:
+        """One list for a group, each member's ratings given as (movie_id, rating) pairs.
+
+        Each member is scored as a visitor would be; films any member rated, and those in
+        `exclude`, are never offered. UnknownStrategy (before any work), InvalidRatings
+        naming the member, or NotReady.
+        """
+        chosen = group_strategy(strategy)
+        model = self._engine.model
+        availability = {status.name: status for status in self._engine.algorithms()}
+        return await self._off_loop(
+            recommend_group, model, availability, members, n, chosen, exclude
+        )
+
+    def group_strategies(self) -> list[GroupStrategyInfo]:
+        """Every group strategy (name, label, description), the default first."""
+        return group_strategies()
 
     async def visit(
         self, asked: VisitRequest, render: Callable[[Visit], str] | None = None

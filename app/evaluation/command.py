@@ -13,6 +13,7 @@ from typing import TextIO
 from app.config import Settings
 from app.data.fetch import fetch_dataset
 from app.data.movielens import load
+from app.evaluation.group import GROUPS_PER_CELL, evaluate_groups
 from app.evaluation.report import terminal_table, write_reports
 from app.evaluation.run import LIST_LENGTH, Candidate, Evaluation, evaluate
 from app.evaluation.split import (
@@ -35,8 +36,9 @@ ORIGINAL_KS = (5, 10, 20, 50, 100)
 # ml-25m has ratings of 59,047 films; EASE's default memory budget holds the 9,459 most rated
 # (16%). EASE capped to the same share of a smaller release shows what the cap costs.
 ML25M_RATED_FILMS = 59_047
-SPLITS = ("random", "temporal", "both", "visitor", "all")
-"""`both` is random and temporal; `visitor` the new-visitor protocol; `all` every one."""
+SPLITS = ("random", "temporal", "both", "visitor", "group", "all")
+"""`both` is random and temporal; `visitor` the new-visitor protocol; `group` the group
+protocol; `all` every one."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Options:
     visitors: int = DEFAULT_VISITORS
     lengths: tuple[int, ...] = PROFILE_LENGTHS
     policy: tuple[PolicyStep, ...] = ()
+    groups: int = GROUPS_PER_CELL
 
 
 def candidates(algorithms: Sequence[str], original_ks: Sequence[int]) -> list[Candidate]:
@@ -115,6 +118,17 @@ def run(settings: Settings, options: Options, stream: TextIO | None = None) -> E
             movies=dataset.movies,
         )
         evaluation = dataclasses.replace(evaluation, visitor=visitor)
+    if options.split in ("group", "all"):
+        group = evaluate_groups(
+            ratings,
+            options.policy,
+            groups=options.groups,
+            visitors=options.visitors,
+            seed=options.seed,
+            k=options.n,
+            progress=bar,
+        )
+        evaluation = dataclasses.replace(evaluation, group=group)
     json_path, markdown_path = write_reports(
         evaluation, options.out or settings.data_dir / "evaluation"
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from app.data.files import atomic_write
+from app.evaluation.group_report import group_markdown, group_terminal
 from app.evaluation.run import AlgorithmResult, Evaluation
 from app.evaluation.visitor import VisitorResult, VisitorTable
 
@@ -124,6 +125,8 @@ def markdown(evaluation: Evaluation) -> str:
             lines += ["", ease_cap_sentence(cost)]
     if evaluation.visitor is not None:
         lines += ["", *visitor_markdown(evaluation.visitor)]
+    if evaluation.group is not None:
+        lines += ["", *group_markdown(evaluation.group)]
     return "\n".join(lines) + "\n"
 
 
@@ -204,6 +207,8 @@ def terminal_table(evaluation: Evaluation) -> str:
         blocks.append(f"{split.name}: {split.description}\n" + "\n".join(rows))
     if evaluation.visitor is not None:
         blocks.append(visitor_terminal(evaluation.visitor).rstrip("\n"))
+    if evaluation.group is not None:
+        blocks.append(group_terminal(evaluation.group).rstrip("\n"))
     return "\n\n".join(blocks) + "\n"
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.evaluation.group import GroupResult
 from app.evaluation.metrics import (
     RELEVANT_RATING,
     UserScores,
@@ -104,6 +105,7 @@ class Evaluation:
     relevant_rating: float
     splits: list[SplitResult]
     visitor: VisitorResult | None = None
+    group: GroupResult | None = None
 
 
 def evaluate(

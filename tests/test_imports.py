@@ -665,3 +665,21 @@ async def test_a_file_over_2_mib_on_rate_is_413_beside_the_form(
     assert response.headers["HX-Retarget"] == "#import-status"
     alert = one(parse(await response.get_data(as_text=True)), "[role=alert]")
     assert "over 2 MiB" in text_of(alert)
+
+
+async def test_an_upload_is_read_in_memory_never_spooled_to_a_file(
+    api: TestClientProtocol, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import werkzeug.formparser
+
+    spooled: list[object] = []
+
+    def no_temporary_files(*args: object, **kwargs: object) -> object:
+        spooled.append(args)
+        raise AssertionError("an upload went to a temporary file")
+
+    # Werkzeug's default puts uploads over 500 KiB in a SpooledTemporaryFile.
+    monkeypatch.setattr(werkzeug.formparser, "SpooledTemporaryFile", no_temporary_files)
+    big = "movieId,rating\n" + "10,4\n" * 200_000  # 1 MB
+    response = await api.post("/api/imports", files=_upload(big))
+    assert response.status_code == 200 and not spooled

@@ -156,3 +156,23 @@ def test_a_history_too_long_for_the_address_keeps_working(
     assert "too many for this page's address" in page.locator("form.share").inner_text()
     _fits(page)
     page.screenshot(path=str(ARTIFACTS / "import-phone-long.png"))
+
+
+def test_without_javascript_the_import_posts_the_page_and_keeps_the_list(
+    browser: Browser, import_server: str, movies: pd.DataFrame, tmp_path: Path
+) -> None:
+    path, rated = _export_file(movies, tmp_path, count=40)
+    context = browser.new_context(viewport=PHONE, java_script_enabled=False)
+    page = context.new_page()
+    # Heat (6) rated 3 stars beforehand, kept by the form's copy of the list in <noscript>.
+    heat = next(m for m in (6, 2, 3) if m not in rated)
+    page.goto(f"{import_server}/rate?r={heat}:3")
+    page.set_input_files("#import-file", str(path))
+    page.click("#import button[type=submit]")
+    page.locator(".imported-summary").wait_for()
+    assert page.locator("#rated-title").inner_text() == f"Your ratings ({len(rated) + 1})"
+    kept = page.locator("#rate-state input[name=r]").get_attribute("value") or ""
+    assert f"{heat}:3" in kept.split(",")
+    _fits(page)
+    page.locator(".imported").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "import-phone-noscript.png"))

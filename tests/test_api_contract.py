@@ -40,6 +40,7 @@ MAX_EXAMPLES = 40
 """Generated requests per operation in fuzzing (coverage adds each boundary case once)."""
 FILM_IDS = [movie_id for movie_id, _, _ in MOVIES]
 POST_RECOMMENDATIONS = "POST /api/recommendations"
+POST_IMPORTS = "POST /api/imports"
 
 
 @schemathesis.hook
@@ -52,9 +53,11 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
     that against the server. Invalid requests are sent as generated.
     """
     meta = case.meta
-    if case.operation.label != POST_RECOMMENDATIONS or meta is None:
+    if meta is None or not meta.generation.mode.is_positive:
         return
-    if not meta.generation.mode.is_positive:
+    if case.operation.label == POST_IMPORTS:
+        _valid_import(case)
+    if case.operation.label != POST_RECOMMENDATIONS:
         return
     query: dict[str, Any] = case.query if case.query is not None else {}
     years = [query.get("year_from"), query.get("year_to")]
@@ -66,6 +69,19 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
             film = FILM_IDS[int(item["movie_id"]) % len(FILM_IDS)]
             films.setdefault(film, {**item, "movie_id": film})
         case.body["ratings"] = list(films.values())
+
+
+def _valid_import(case: schemathesis.Case) -> None:
+    """A schema says "a string"; an import must also be an export: a valid request gets one,
+    its films and ratings drawn from what was generated."""
+    generated = case.body.get("file") if isinstance(case.body, dict) else case.body
+    seed = len(generated) if isinstance(generated, str | bytes) else 0
+    rows = "".join(f"{FILM_IDS[(seed + i) % len(FILM_IDS)]},{1 + i % 9 / 2}\n" for i in range(3))
+    export = "movieId,rating\n" + rows
+    if isinstance(case.body, dict):
+        case.body["file"] = export
+    else:
+        case.body = export
 
 
 def answer(url: str) -> tuple[int, bytes]:

@@ -5,6 +5,8 @@ what it may use.
 """
 
 from app.data.catalogue import Movie
+from app.data.imports import FORMATS as IMPORT_FORMATS
+from app.data.imports import MAX_IMPORT_BYTES, InvalidImport, Unmatched
 from app.engine.answers import Because, MovieResult, Recommendations
 from app.engine.cache import CacheInfo
 from app.engine.choice import check_algorithms
@@ -33,6 +35,7 @@ from app.engine.nights import (
     TooManyNights,
     TooManyRatings,
 )
+from app.engine.imports import ImportResult, Joined, join_ratings
 from app.engine.queries import (
     DEFAULT_K,
     DEFAULT_N,
@@ -61,6 +64,8 @@ __all__ = [
     "DEFAULT_K",
     "DEFAULT_N",
     "FROM_USER_LIMIT",
+    "IMPORT_FORMATS",
+    "MAX_IMPORT_BYTES",
     "MAX_K",
     "MAX_MEMBERS",
     "MAX_N",
@@ -80,6 +85,10 @@ __all__ = [
     "InvalidName",
     "InvalidRatings",
     "Member",
+    "ImportResult",
+    "InvalidImport",
+    "InvalidRatings",
+    "Joined",
     "Movie",
     "MovieResult",
     "Neighbour",
@@ -101,9 +110,11 @@ __all__ = [
     "TooManyRatings",
     "UnknownAlgorithm",
     "UnknownUser",
+    "Unmatched",
     "Visit",
     "VisitRequest",
     "check_algorithms",
+    "join_ratings",
 ]
 # Group recommendations (app/engine/group.py), for the night pages and API.
 __all__ += [

@@ -32,6 +32,7 @@ from app.engine.group import (
     recommend_group,
 )
 from app.engine.nights import Nights
+from app.engine.imports import ImportResult, import_ratings
 from app.engine.queries import DEFAULT_K, DEFAULT_N, NO_FILTERS, Filters, Ratings
 from app.engine.status import AlgorithmStatus, Status
 from app.engine.visits import STARTERS, Visit, VisitRequest, make_visit
@@ -228,6 +229,13 @@ class Service:
     async def check_ratings(self, pairs: Sequence[tuple[int, float]]) -> Ratings:
         """Validate ratings against the catalogue without recommending (InvalidRatings)."""
         return await self._off_loop(self._engine.model.check_ratings, pairs)
+
+    async def import_ratings(self, data: bytes) -> ImportResult:
+        """A rating export (IMDb, Letterboxd, MovieLens) matched to the catalogue; keeps nothing.
+
+        InvalidImport, naming the row and column, for a file it cannot read.
+        """
+        return await self._off_loop(import_ratings, self._engine.model, data)
 
     async def evaluation(self) -> tuple[dict[str, Any], bool] | None:
         """The latest offline evaluation and whether it ran on this server's data."""

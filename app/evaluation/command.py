@@ -86,7 +86,8 @@ def run(settings: Settings, options: Options, stream: TextIO | None = None) -> E
     chosen = candidates(options.algorithms, options.original_ks)
     folder = asyncio.run(fetch_dataset(settings, bar))
     release = folder
-    ratings = load(folder, with_timestamps=True).ratings
+    dataset = load(folder, with_timestamps=True)
+    ratings = dataset.ratings
     if "ease" in options.algorithms:
         cap = at_scale_cap(ratings["movie_id"].nunique())
         chosen.append(Candidate("ease", {"max_films": cap}))
@@ -114,6 +115,7 @@ def run(settings: Settings, options: Options, stream: TextIO | None = None) -> E
             seed=options.seed,
             k=options.n,
             progress=bar,
+            movies=dataset.movies,
         )
         evaluation = dataclasses.replace(evaluation, visitor=visitor)
     if options.split in ("group", "all"):

@@ -139,6 +139,9 @@ def visitor_markdown(visitor: VisitorResult) -> list[str]:
     if visitor.grids:
         lines += ["", f"Starter grids compared (the policy's nDCG@{visitor.k}):", ""]
         lines += _visitor_rows(_grids_as_table(visitor), markdown=True)
+    if visitor.imported is not None:
+        lines += ["", f"nDCG@{visitor.k}, {visitor.imported.description}:", ""]
+        lines += _visitor_rows(visitor.imported, markdown=True)
     return lines
 
 
@@ -153,6 +156,10 @@ def visitor_terminal(visitor: VisitorResult) -> str:
             f"Starter grids compared (the policy's nDCG@{visitor.k})\n"
             + "\n".join(_visitor_rows(grids))
         )
+    if visitor.imported is not None:
+        imported = visitor.imported
+        rows = "\n".join(_visitor_rows(imported))
+        blocks.append(f"nDCG@{visitor.k}, {imported.description}\n{rows}")
     return "\n\n".join(blocks) + "\n"
 
 

@@ -164,6 +164,8 @@ class VisitorResult:
     policy: list[dict[str, Any]]
     tables: list[VisitorTable]
     grids: list[VisitorTable]
+    imported: VisitorTable | None = None
+    """Whole histories brought as an import, beside the same users known (with `movies`)."""
 
 
 def score_cases(
@@ -233,11 +235,13 @@ def evaluate_visitors(
     seed: int = 42,
     k: int = 10,
     progress: Progress = _no_progress,
+    movies: pd.DataFrame | None = None,
 ) -> VisitorResult:
     """The whole protocol: each algorithm (its own defaults) and the policy, per draw and length.
 
     `grids` compares the starter strategies: the policy's scores with profiles drawn from each
-    strategy's grid first.
+    strategy's grid first. With `movies` (the release's, with IMDb ids), `imported` has whole
+    histories brought as an import beside the same users known (app/evaluation/imported.py).
     """
     split = visitor_holdout(ratings, visitors, seed=seed)
     matrix = RatingMatrix.from_frame(split.train)
@@ -296,6 +300,13 @@ def evaluate_visitors(
                     description=f"{GRID_SIZE} {strategy} films as the starter grid",
                 )
             )
+    imported = None
+    if movies is not None:
+        # Imported here: it imports this module's types.
+        from app.evaluation.imported import imported_table
+
+        imported = imported_table(split, fitted, list(rankers), movies, k, seed)
+        progress("visitors (imported)", 1, 1)
     cases = draw_cases(split, (), seed)
     return VisitorResult(
         name="visitor",
@@ -313,4 +324,5 @@ def evaluate_visitors(
         policy=[step._asdict() for step in policy],
         tables=tables,
         grids=compared,
+        imported=imported,
     )

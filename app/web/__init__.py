@@ -9,6 +9,7 @@ from quart import Quart
 
 from app.engine import Service
 from app.web import api, errors, nights, nights_api, observe, pages, shared, visitor
+from app.web import api, errors, imports, observe, pages, shared, visitor
 from app.web.middleware import (
     SECURITY_HEADERS,
     Compress,
@@ -40,6 +41,9 @@ def install(app: Quart, service: Service, metrics_port: int = 0, access_log: boo
     app.register_blueprint(visitor.bp)
     app.register_blueprint(nights_api.bp)
     app.register_blueprint(nights.bp)
+    app.register_blueprint(imports.bp)
+    # Imports may post 2 MiB, held in memory: POST /api/imports and /rate only.
+    app.request_class = imports.ImportingRequest
     errors.register(app)
 
     @app.before_serving

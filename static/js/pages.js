@@ -36,7 +36,10 @@
   function send(values) {
     const v = visitor();
     if (!v || !window.htmx) return;
-    window.htmx.ajax("GET", v.dataset.url, { source: v, values: values });
+    // A list too long for an address (an imported history) is posted instead.
+    const state = $("#rate-state input[name=r]");
+    const long = state && state.value.length > Number(v.dataset.postOver || Infinity);
+    window.htmx.ajax(long ? "POST" : "GET", v.dataset.url, { source: v, values: values });
   }
 
   function saveRating(input) {
@@ -142,7 +145,10 @@
   });
 
   document.addEventListener("htmx:afterRequest", function (event) {
-    const target = event.detail.target;
+    // The target asked for: a failed import is answered elsewhere (HX-Retarget), and the
+    // request it ends was counted against #visitor.
+    const asked = event.detail.requestConfig && event.detail.requestConfig.target;
+    const target = asked || event.detail.target;
     if (!target) return;
     if (target.id === "visitor") {
       busy = Math.max(0, busy - 1);

@@ -30,6 +30,7 @@ from app.engine.group import (
     recommend_group,
 )
 from app.engine.nights import Nights
+from app.engine.profiles import Profiles
 from app.engine.queries import DEFAULT_K, DEFAULT_N, NO_FILTERS, Filters, Ratings
 from app.engine.status import AlgorithmStatus, Status
 from app.engine.visits import STARTERS, Visit, VisitRequest, make_visit
@@ -65,11 +66,18 @@ class Service:
         self._answers: LRUCache[Kept] = LRUCache(settings.result_cache, settings.result_cache_bytes)
         self._slots = asyncio.Semaphore(settings.compute_threads)
         self._nights = Nights(settings, Database.from_settings(settings), self)
+        # Profiles share the nights' database, which the nights start and stop.
+        self._profiles = Profiles(settings, self._nights.database, self)
 
     @property
     def nights(self) -> Nights:
         """Movie nights: start, join, rate, decide (kept in the database)."""
         return self._nights
+
+    @property
+    def profiles(self) -> Profiles:
+        """Saved profiles behind private links (kept in the database)."""
+        return self._profiles
 
     @property
     def status(self) -> Status:

@@ -1,0 +1,104 @@
+"""Saved profiles: a person's ratings kept in the database behind a private link (/me/<token>).
+
+A profile holds up to MAX_RATINGS ratings (the API's own limit), too many for an address. Its
+token is 128 random bits from `secrets`, URL-safe; only its SHA-256 is stored, so the database
+alone cannot open a profile. A profile lives PROFILE_TTL past its last use (read or change);
+`expire()` deletes the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.config import Settings
+from app.engine.night_rules import digest, new_secret
+from app.engine.queries import MAX_RATINGS, InvalidRatings, Ratings
+from app.store import Database
+from app.store import profiles as stored
+
+__all__ = ["MAX_RATINGS", "InvalidRatings", "ProfileNotFound", "Profiles"]
+
+
+class ProfileNotFound(LookupError):
+    """No profile has this token: it never existed, was forgotten, or expired."""
+
+    public = "There is no saved profile at this link: it was forgotten or has expired."
+
+    def __init__(self) -> None:
+        super().__init__(self.public)
+
+
+class RatingsChecker(Protocol):
+    """What checks ratings against the catalogue (the Service)."""
+
+    async def check_ratings(self, pairs: Sequence[tuple[int, float]]) -> Ratings:
+        """The ratings checked; InvalidRatings for an unknown film or a bad rating."""
+        ...
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Profiles:
+    """Saved profiles kept in the database: create, get, update, forget, expire."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        checker: RatingsChecker,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self._checker = checker
+        self._clock = clock
+        self._ttl = timedelta(seconds=settings.profile_ttl)
+
+    async def create(self, ratings: Sequence[tuple[int, float]]) -> str:
+        """Save `ratings` as a new profile; its private token. InvalidRatings."""
+        checked = await self._checked(ratings)
+        token = new_secret()
+        async with self.database.transaction() as connection:
+            await stored.insert_profile(connection, digest(token), self._clock())
+            await stored.replace_ratings(connection, digest(token), checked)
+        return token
+
+    async def get(self, token: str) -> tuple[tuple[int, float], ...]:
+        """The profile's ratings, by movie id; ProfileNotFound."""
+        async with self.database.transaction() as connection:
+            await self._touch(connection, token)
+            return await stored.ratings(connection, digest(token))
+
+    async def update(self, token: str, ratings: Sequence[tuple[int, float]]) -> None:
+        """Replace the profile's ratings, in one transaction. ProfileNotFound, InvalidRatings."""
+        checked = await self._checked(ratings)
+        async with self.database.transaction() as connection:
+            await self._touch(connection, token)
+            await stored.replace_ratings(connection, digest(token), checked)
+
+    async def forget(self, token: str) -> None:
+        """Delete the profile and its ratings at once; ProfileNotFound if there is none."""
+        async with self.database.transaction() as connection:
+            if not await stored.delete_profile(connection, digest(token)):
+                raise ProfileNotFound()
+
+    async def expire(self) -> int:
+        """Delete the profiles unused for PROFILE_TTL; how many went."""
+        async with self.database.transaction() as connection:
+            return await stored.delete_unused(connection, self._clock() - self._ttl)
+
+    async def _checked(self, ratings: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
+        if len(ratings) > MAX_RATINGS:
+            raise InvalidRatings(f"A profile holds at most {MAX_RATINGS} ratings.")
+        return tuple((await self._checker.check_ratings(ratings)).pairs())
+
+    async def _touch(self, connection: AsyncConnection, token: str) -> None:
+        now = self._clock()
+        if not await stored.touch(connection, digest(token), now, now - self._ttl):
+            raise ProfileNotFound()

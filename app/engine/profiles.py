@@ -8,7 +8,9 @@ alone cannot open a profile. A profile lives PROFILE_TTL past its last use (read
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -40,6 +42,11 @@ class RatingsChecker(Protocol):
         ...
 
 
+START_WAIT = 5.0
+"""Seconds a call waits for the database's first start (the nights start it) before failing."""
+START_POLL = 0.05
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -64,34 +71,43 @@ class Profiles:
         """Save `ratings` as a new profile; its private token. InvalidRatings."""
         checked = await self._checked(ratings)
         token = new_secret()
-        async with self.database.transaction() as connection:
+        async with await self._transaction() as connection:
             await stored.insert_profile(connection, digest(token), self._clock())
             await stored.replace_ratings(connection, digest(token), checked)
         return token
 
     async def get(self, token: str) -> tuple[tuple[int, float], ...]:
         """The profile's ratings, by movie id; ProfileNotFound."""
-        async with self.database.transaction() as connection:
+        async with await self._transaction() as connection:
             await self._touch(connection, token)
             return await stored.ratings(connection, digest(token))
 
     async def update(self, token: str, ratings: Sequence[tuple[int, float]]) -> None:
         """Replace the profile's ratings, in one transaction. ProfileNotFound, InvalidRatings."""
         checked = await self._checked(ratings)
-        async with self.database.transaction() as connection:
+        async with await self._transaction() as connection:
             await self._touch(connection, token)
             await stored.replace_ratings(connection, digest(token), checked)
 
     async def forget(self, token: str) -> None:
         """Delete the profile and its ratings at once; ProfileNotFound if there is none."""
-        async with self.database.transaction() as connection:
+        async with await self._transaction() as connection:
             if not await stored.delete_profile(connection, digest(token)):
                 raise ProfileNotFound()
 
     async def expire(self) -> int:
         """Delete the profiles unused for PROFILE_TTL; how many went."""
-        async with self.database.transaction() as connection:
+        async with await self._transaction() as connection:
             return await stored.delete_unused(connection, self._clock() - self._ttl)
+
+    async def _transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """The database's next transaction, once it has started (briefly waited for); the
+        database itself answers DatabaseUnavailable if it never does."""
+        for _ in range(int(START_WAIT / START_POLL)):
+            if self.database.started:
+                break
+            await asyncio.sleep(START_POLL)
+        return self.database.transaction()
 
     async def _checked(self, ratings: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
         if len(ratings) > MAX_RATINGS:

@@ -13,7 +13,7 @@ from quart import Quart
 from starlette.types import ASGIApp
 
 from app.engine import Service
-from app.web import api, errors, nights_api, observe, pages, shared, visitor
+from app.web import api, errors, nights_api, observe, pages, profiles, shared, visitor
 from app.web.middleware import (
     SECURITY_HEADERS,
     CompressWhenAccepted,
@@ -48,6 +48,7 @@ def install(app: Quart, service: Service, metrics_port: int = 0, access_log: boo
     app.register_blueprint(api.bp)
     app.register_blueprint(visitor.bp)
     app.register_blueprint(nights_api.bp)
+    app.register_blueprint(profiles.bp)
     errors.register(app)
 
     @app.before_serving

@@ -6,6 +6,7 @@ are checked against the tiny release (films 10-60) by a real Service.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -130,3 +131,29 @@ def test_the_migration_follows_the_nights() -> None:
     revision = scripts.get_revision("0002_profiles")
     assert revision is not None and revision.down_revision == "0001_nights"
     assert scripts.get_current_head() == "0002_profiles"
+
+
+async def test_once_started_unused_profiles_are_swept_away(
+    settings: Settings, database_url: str, service: Service
+) -> None:
+    database = Database(database_url)
+    await database.start()
+    clock = Clock()
+    # A one-second PROFILE_TTL: a sweep every tenth of it.
+    kept = Profiles(settings.replace(profile_ttl=1.0), database, service, clock)
+    await kept.create([(10, 4.0)])
+    clock.now += timedelta(seconds=2)
+    kept.start()
+    try:
+        for _ in range(100):  # Polled: the sweep runs on its own schedule.
+            async with database.transaction() as connection:
+                left = (
+                    await connection.execute(select(func.count()).select_from(profiles))
+                ).scalar()
+            if left == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert left == 0
+    finally:
+        await kept.stop()
+        await database.stop()

@@ -3,12 +3,13 @@
 A profile holds up to MAX_RATINGS ratings (the API's own limit), too many for an address. Its
 token is 128 random bits from `secrets`, URL-safe; only its SHA-256 is stored, so the database
 alone cannot open a profile. A profile lives PROFILE_TTL past its last use (read or change);
-`expire()` deletes the others.
+`expire()`, run every hour once started, deletes the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.config import Settings
 from app.engine.night_rules import digest, new_secret
 from app.engine.queries import MAX_RATINGS, InvalidRatings, Ratings
-from app.store import Database
+from app.store import Database, DatabaseUnavailable
 from app.store import profiles as stored
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MAX_RATINGS", "InvalidRatings", "ProfileNotFound", "Profiles"]
 
@@ -45,6 +48,8 @@ class RatingsChecker(Protocol):
 START_WAIT = 5.0
 """Seconds a call waits for the database's first start (the nights start it) before failing."""
 START_POLL = 0.05
+EXPIRE_EVERY = 3600.0
+"""Seconds between sweeps for profiles unused for PROFILE_TTL."""
 
 
 def _utc_now() -> datetime:
@@ -66,6 +71,19 @@ class Profiles:
         self._checker = checker
         self._clock = clock
         self._ttl = timedelta(seconds=settings.profile_ttl)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Sweep unused profiles every EXPIRE_EVERY seconds. Call on the event loop at start-up."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def stop(self) -> None:
+        """Stop the sweeps (the nights close the shared database)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def create(self, ratings: Sequence[tuple[int, float]]) -> str:
         """Save `ratings` as a new profile; its private token. InvalidRatings."""
@@ -99,6 +117,17 @@ class Profiles:
         """Delete the profiles unused for PROFILE_TTL; how many went."""
         async with await self._transaction() as connection:
             return await stored.delete_unused(connection, self._clock() - self._ttl)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(min(EXPIRE_EVERY, self.settings.profile_ttl / 10))
+            try:
+                gone = await self.expire()
+            except DatabaseUnavailable as exc:
+                log.warning("Could not delete unused profiles: %s", exc)
+                continue
+            if gone:
+                log.info("Deleted %d saved profile(s) unused for PROFILE_TTL", gone)
 
     async def _transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """The database's next transaction, once it has started (briefly waited for); the

@@ -94,6 +94,7 @@ class Service:
         start the nights' database in the background too."""
         self._engine.start()
         self._nights.start()
+        self._profiles.start()
 
     def retry(self) -> None:
         """Try failed builds again now, in every worker sharing DATA_DIR."""
@@ -102,6 +103,7 @@ class Service:
     async def stop(self) -> None:
         """Cancel background work (on shutdown) and close the database."""
         await self._engine.stop()
+        await self._profiles.stop()
         await self._nights.stop()
 
     async def loaded(self, timeout: float = SETTLE_SECONDS) -> None:

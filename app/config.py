@@ -239,6 +239,14 @@ class Settings:
         "Movie nights one client address may start in an hour, counted in the database so "
         "that the limit holds across workers and replicas.",
     )
+    profile_ttl: float = _declare(
+        "PROFILE_TTL",
+        180 * 86400.0,
+        parse.duration,
+        "How long a saved profile (/me/<token>) is kept without being opened or changed, in "
+        "seconds or with a unit (`30m`, `48h`, `180d`); then it is deleted.",
+        "`180d`",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -33,6 +33,7 @@ from app.engine.group import (
 )
 from app.engine.nights import Nights
 from app.engine.imports import ImportResult, import_ratings
+from app.engine.profiles import Profiles
 from app.engine.queries import DEFAULT_K, DEFAULT_N, NO_FILTERS, Filters, Ratings
 from app.engine.status import AlgorithmStatus, Status
 from app.engine.visits import STARTERS, Visit, VisitRequest, make_visit
@@ -79,11 +80,18 @@ class Service:
         self._answers: LRUCache[Kept] = LRUCache(settings.result_cache, settings.result_cache_bytes)
         self._slots = asyncio.Semaphore(settings.compute_threads)
         self._nights = Nights(settings, Database.from_settings(settings), self)
+        # Profiles share the nights' database, which the nights start and stop.
+        self._profiles = Profiles(settings, self._nights.database, self)
 
     @property
     def nights(self) -> Nights:
         """Movie nights: start, join, rate, decide (kept in the database)."""
         return self._nights
+
+    @property
+    def profiles(self) -> Profiles:
+        """Saved profiles behind private links (kept in the database)."""
+        return self._profiles
 
     @property
     def status(self) -> Status:
@@ -100,6 +108,7 @@ class Service:
         start the nights' database in the background too."""
         self._engine.start()
         self._nights.start()
+        self._profiles.start()
 
     def retry(self) -> None:
         """Try failed builds again now, in every worker sharing DATA_DIR."""
@@ -108,6 +117,7 @@ class Service:
     async def stop(self) -> None:
         """Cancel background work (on shutdown) and close the database."""
         await self._engine.stop()
+        await self._profiles.stop()
         await self._nights.stop()
 
     async def loaded(self, timeout: float = SETTLE_SECONDS) -> None:

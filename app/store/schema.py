@@ -124,3 +124,28 @@ night_starts = Table(
     Column("count", Integer, nullable=False),
 )
 """Nights started per client address and clock hour (NIGHT_CREATE_LIMIT)."""
+
+profiles = Table(
+    "profiles",
+    metadata,
+    # The private link's token is never stored, only its SHA-256.
+    Column("token_sha256", String(DIGEST_LENGTH), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # Moves forward on every read or change: a profile lives PROFILE_TTL past its last use.
+    Column("used_at", UTCDateTime(), nullable=False, index=True),
+)
+"""Saved profiles (/me/<token>), revision 0002_profiles."""
+
+profile_ratings = Table(
+    "profile_ratings",
+    metadata,
+    Column(
+        "profile_sha256",
+        String(DIGEST_LENGTH),
+        ForeignKey("profiles.token_sha256", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("movie_id", Integer, primary_key=True),
+    Column("rating", Float, nullable=False),
+)
+"""A saved profile's ratings, one row a film."""

@@ -8,8 +8,18 @@ from __future__ import annotations
 from quart import Quart
 
 from app.engine import Service
-from app.web import api, errors, nights, nights_api, observe, pages, shared, visitor
-from app.web import api, errors, imports, observe, pages, shared, visitor
+from app.web import (
+    api,
+    errors,
+    imports,
+    nights,
+    nights_api,
+    observe,
+    pages,
+    profiles,
+    shared,
+    visitor,
+)
 from app.web.middleware import (
     SECURITY_HEADERS,
     Compress,
@@ -44,6 +54,7 @@ def install(app: Quart, service: Service, metrics_port: int = 0, access_log: boo
     app.register_blueprint(imports.bp)
     # Imports may post 2 MiB, held in memory: POST /api/imports and /rate only.
     app.request_class = imports.ImportingRequest
+    app.register_blueprint(profiles.bp)
     errors.register(app)
 
     @app.before_serving

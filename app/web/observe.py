@@ -49,16 +49,18 @@ def install(app: Quart, metrics_port: int = 0, access_log: bool = False) -> None
         rid = logs.REQUEST_ID.get()
         if rid:
             response.headers[REQUEST_ID_HEADER] = rid
+        # A saved profile's token is its password: the log shows the route in its place.
+        path = route if request.path.startswith("/me/") else request.path
         if access_log:
             access.info(
                 "%s %s %d %.1f ms",
                 request.method,
-                request.path,
+                path,
                 response.status_code,
                 seconds * 1000,
                 extra={
                     "method": request.method,
-                    "path": request.path,
+                    "path": path,
                     "route": route,
                     "status": response.status_code,
                     "duration_ms": round(seconds * 1000, 3),

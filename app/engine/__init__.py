@@ -18,6 +18,7 @@ from app.engine.group import (
     GroupStrategyInfo,
     UnknownStrategy,
 )
+from app.engine.imports import ImportResult, Joined, join_ratings
 from app.engine.nights import (
     MAX_MEMBERS,
     MAX_NAME,
@@ -35,7 +36,6 @@ from app.engine.nights import (
     TooManyNights,
     TooManyRatings,
 )
-from app.engine.imports import ImportResult, Joined, join_ratings
 from app.engine.queries import (
     DEFAULT_K,
     DEFAULT_N,
@@ -82,13 +82,12 @@ __all__ = [
     "Engine",
     "Filters",
     "Forbidden",
-    "InvalidName",
-    "InvalidRatings",
-    "Member",
     "ImportResult",
     "InvalidImport",
+    "InvalidName",
     "InvalidRatings",
     "Joined",
+    "Member",
     "Movie",
     "MovieResult",
     "Neighbour",

@@ -31,8 +31,8 @@ from app.engine.group import (
     group_strategy,
     recommend_group,
 )
-from app.engine.nights import Nights
 from app.engine.imports import ImportResult, import_ratings
+from app.engine.nights import Nights
 from app.engine.profiles import Profiles
 from app.engine.queries import DEFAULT_K, DEFAULT_N, NO_FILTERS, Filters, Ratings
 from app.engine.status import AlgorithmStatus, Status

@@ -13,11 +13,17 @@ from __future__ import annotations
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from app.engine.answers import Recommendations
+
+Present = Callable[[Recommendations], str]
+"""Makes the HTML of an answer (the web layer's fragment); run in the answer's worker thread."""
+Encode = Callable[[bytes, str, bool], bytes]
+"""Compresses bytes in a content coding ("br", "gzip"), harder when the third argument says
+the result is kept for later requests; run in the answer's worker thread."""
 
 V = TypeVar("V")
 
@@ -163,3 +169,39 @@ class LRUCache(Generic[V]):
     def info(self) -> CacheInfo:
         """Entries and bytes held (and allowed), hits and misses."""
         return CacheInfo(len(self), self.size, self.bytes, self.max_bytes, self.hits, self.misses)
+
+
+def complete(
+    key: Hashable,
+    kept: Kept | None,
+    compute: Callable[[], Recommendations],
+    present: Present | None,
+    encode: Encode | None,
+    coding: str | None,
+    keeps: bool,
+) -> Kept:
+    """`kept` with what is missing of the answer, its HTML and its `coding` (blocking).
+
+    `keeps`: the cache will keep the result, so it is compressed harder and weighed.
+    """
+    value = kept.value if kept is not None else compute()
+    html = kept.html if kept is not None and kept.html is not None else None
+    encoded = kept.encoded if kept is not None and html is not None else ()
+    added: list[object] = []
+    if html is None and present is not None:
+        html = present(value)
+        added.append(html)
+    if encode is not None and coding is not None and html is not None:
+        body = encode(html.encode(), coding, keeps)
+        encoded = (*encoded, (coding, body))
+        added.append(body)
+    made = Kept(value, html, encoded)
+    if not keeps:
+        return made
+    # Weighed here, off the loop: the walk over the answer takes a fraction of a ms
+    # (0.2 for 5 films, 1.4 for 50), so only when the cache will keep it, and once.
+    if kept is not None and kept.weight:
+        weight = kept.weight + sum(sys.getsizeof(part) for part in added)
+    else:
+        weight = entry_bytes(key, made)
+    return Kept(value, html, encoded, weight)

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from quart import Blueprint, current_app, request
-from werkzeug.exceptions import UnsupportedMediaType
 
 from app.engine import NotReady, Ratings, Recommendations, Status
 from app.web import openapi
+from app.web.bodies import json_body, parse_ratings_json
 from app.web.params import (
     InvalidInput,
     parse_algorithm,
     parse_filters,
     parse_k,
     parse_n,
-    parse_ratings_json,
     parse_user_id,
 )
 from app.web.shared import query_args, render, service
@@ -114,64 +112,6 @@ def _openapi() -> dict[str, Any]:
         genres = None
     limits = openapi.values(known, current_app.config["MAX_CONTENT_LENGTH"])
     return openapi.document(limits, genres)
-
-
-# No film id or rating has more digits than this; a longer number is not converted at all
-# (CPython refuses past 4,300 digits anyway, and a message would echo every one of them).
-_MAX_DIGITS = 20
-
-
-class _TooLong(float):
-    """A whole number too long to use: infinite, so a rating is off the scale."""
-
-    digits: int
-
-
-def _whole_number(text: str) -> int | float:
-    digits = len(text.lstrip("-"))
-    if digits <= _MAX_DIGITS:
-        return int(text)
-    number = _TooLong("-inf" if text.startswith("-") else "inf")
-    number.digits = digits
-    return number
-
-
-def _not_json(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members = dict(pairs)
-    movie_id = members.get("movie_id")
-    if isinstance(movie_id, _TooLong):
-        raise InvalidInput("ratings", f"A movie_id of {movie_id.digits:,} digits names no film.")
-    # JSON has one kind of number: 10.0 is the integer 10 (as JSON Schema's "integer" says).
-    if isinstance(movie_id, float) and movie_id.is_integer() and abs(movie_id) < 2**63:
-        members["movie_id"] = int(movie_id)
-    return members
-
-
-def json_body(mimetype: str, data: bytes | str) -> object:
-    """The request body as JSON: 415 unless sent as application/json, 400 with the reason."""
-    if mimetype != "application/json":
-        raise UnsupportedMediaType("Send the body as JSON, with Content-Type: application/json.")
-    try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-    except UnicodeDecodeError:
-        raise InvalidInput("body", "The body is not UTF-8 text, as JSON must be.") from None
-    try:
-        return json.loads(
-            text, parse_int=_whole_number, parse_constant=_not_json, object_pairs_hook=_members
-        )
-    except InvalidInput:
-        raise
-    except RecursionError:
-        # json.loads recurses once per level: a body of a few KiB of "[" reaches the limit.
-        raise InvalidInput(
-            "body", "The body is nested too deeply to be a list of ratings."
-        ) from None
-    except ValueError:
-        raise InvalidInput("body", "The body is not valid JSON.") from None
 
 
 def recommendations_json(result: Recommendations) -> dict[str, Any]:

@@ -31,9 +31,9 @@ from app.engine import (
     TooManyRatings,
     UnknownStrategy,
 )
-from app.web.api import json_body
+from app.web.bodies import json_body, json_movie_id, parse_ratings_json
 from app.web.errors import RETRY_AFTER_SECONDS, json_error
-from app.web.params import InvalidInput, parse_count, parse_ratings_json
+from app.web.params import InvalidInput, parse_count
 from app.web.shared import query_args, service
 
 bp = Blueprint("nights_api", __name__, url_prefix="/api/nights")
@@ -132,7 +132,7 @@ def _member_id(body: dict[str, Any]) -> str:
 
 
 def _movie_id(body: dict[str, Any], required: bool = True) -> int | None:
-    movie_id = body.get("movie_id")
+    movie_id = json_movie_id(body.get("movie_id"))
     if movie_id is None and not required:
         return None
     if not isinstance(movie_id, int) or isinstance(movie_id, bool) or movie_id < 1:

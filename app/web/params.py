@@ -149,24 +149,6 @@ def parse_rating_pair(raw: str | None, field: str) -> tuple[int, float]:
     return int(match[1]), float(match[2])
 
 
-def parse_ratings_json(body: object) -> list[tuple[int, float]]:
-    """The API's {"ratings": [{"movie_id": 1, "rating": 4.5}, ...]}, checked for shape only."""
-    if not isinstance(body, dict) or not isinstance(body.get("ratings"), list):
-        raise InvalidInput("ratings", 'The body must be a JSON object with a "ratings" list.')
-    ratings = body["ratings"]
-    if len(ratings) > MAX_RATINGS:
-        raise InvalidInput("ratings", f"At most {MAX_RATINGS} ratings can be sent at once.")
-    pairs = []
-    for index, item in enumerate(ratings):
-        if not isinstance(item, dict) or set(item) != {"movie_id", "rating"}:
-            raise InvalidInput(
-                "ratings",
-                f'ratings[{index}] must be an object with exactly "movie_id" and "rating".',
-            )
-        pairs.append((item["movie_id"], item["rating"]))
-    return pairs
-
-
 def parse_visit(args: Mapping[str, str], genres: Sequence[str]) -> VisitRequest:
     """The rating page's state (ratings, list settings, filters) and the change it asks for."""
     return VisitRequest(

@@ -9,7 +9,7 @@ from quart import Blueprint, current_app, request
 
 from app.engine import NotReady, Ratings, Recommendations, Status
 from app.web import openapi
-from app.web.bodies import json_body, parse_ratings_json
+from app.web.bodies import json_body, parse_ratings_json, plain
 from app.web.params import (
     InvalidInput,
     parse_algorithm,
@@ -83,7 +83,7 @@ async def similar(user_id: str) -> dict[str, Any]:
     uid = parse_user_id(user_id)
     k = parse_k(args.get("k"))
     neighbours = await service().similar_users(uid, k)
-    return {"user_id": uid, "k": k, "neighbours": [dataclasses.asdict(x) for x in neighbours]}
+    return {"user_id": uid, "k": k, "neighbours": plain(neighbours)}
 
 
 @bp.get("/openapi.json")
@@ -116,7 +116,7 @@ def _openapi() -> dict[str, Any]:
 
 def recommendations_json(result: Recommendations) -> dict[str, Any]:
     """Serialise a Recommendations answer."""
-    body = dataclasses.asdict(result)
+    body = plain(result)
     body["recommendations"] = body.pop("movies")
     return body
 

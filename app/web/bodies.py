@@ -1,4 +1,5 @@
-"""JSON request bodies, parsed strictly and without a Python call per object.
+"""JSON in and out: request bodies parsed strictly, answers turned into plain values, both
+without a Python call per value that does not need one.
 
 A 5,000-rating POST is 5,000 objects: a hook on every object (to turn 10.0 into 10, or to
 name an over-long movie_id) cost more than the recommendation itself. Only numbers go
@@ -7,7 +8,9 @@ through Python here, and only the ratings' movie_ids are normalised, where they 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from typing import Any
 
 from werkzeug.exceptions import UnsupportedMediaType
 
@@ -89,3 +92,28 @@ def parse_ratings_json(body: object) -> list[tuple[int, float]]:
             movie_id = json_movie_id(movie_id)
         pairs.append((movie_id, item["rating"]))
     return pairs
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def plain(value: Any) -> Any:
+    """A dataclass answer as dicts and lists, as `dataclasses.asdict` gives it for JSON.
+
+    asdict deep-copies every string and number; an answer of ten films with three reasons
+    each is some 300 values, and copying them was the largest cost of an answer served from
+    a known user's precomputed list.
+    """
+    kind = type(value)
+    if kind in (str, int, float, bool) or value is None:
+        return value
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(value):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: plain(getattr(value, name)) for name in names}
+    if kind in (tuple, list):
+        return [plain(item) for item in value]
+    if kind is dict:
+        return {key: plain(item) for key, item in value.items()}
+    return value

@@ -224,17 +224,16 @@ class EASE:
         contribution = block * inputs[:, np.newaxis]
         # Strongest first, ties to the lower film (a stable sort's order).
         strongest = leading_rows(contribution, limit)
-        movie_ids = matrix.item_ids[profile.items[modelled]]
+        # Python values once for the whole table: a NumPy scalar read per reason cost more.
+        movie_ids = matrix.item_ids[profile.items[modelled]][strongest].tolist()
+        weights_shown = np.take_along_axis(block, strongest, axis=0).tolist()
+        ratings = profile.ratings[modelled][strongest].tolist()
+        positive = (np.take_along_axis(contribution, strongest, axis=0) > 0).tolist()
         for column, film in enumerate(shown.tolist()):
             reasons[film] = [
-                Reason(
-                    "movie",
-                    int(movie_ids[i]),
-                    float(block[i, column]),
-                    float(profile.ratings[modelled[i]]),
-                )
-                for i in strongest[:, column].tolist()
-                if contribution[i, column] > 0
+                Reason("movie", movie_ids[i][column], weights_shown[i][column], ratings[i][column])
+                for i in range(len(strongest))
+                if positive[i][column]
             ]
         return reasons
 

@@ -1,26 +1,21 @@
 """The Service: the async API the web layer uses, one call per question.
 
-Each call looks in the answer cache on the event loop and otherwise moves off it once: the
-computation and, when asked, the HTML made from its result (by the `present` function the
-Service is given once, at its creation) and that HTML compressed (by its `encode`) run
-together in one worker thread, and all of them are cached. At most COMPUTE_THREADS such
-hops run at a time; the rest wait here without a thread (NumPy and SciPy hold the GIL
-between array operations, so more threads than cores only take turns and starve the event
-loop).
+Answers are cached and computed off the event loop by app/engine/answering.py; the database
+behind movie nights and saved profiles is started and stopped here.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Hashable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from app import metrics
 from app.config import Settings
 from app.data.catalogue import Movie
+from app.engine.answering import Answering, Reply
 from app.engine.answers import Recommendations
-from app.engine.cache import CacheInfo, Encode, Kept, LRUCache, Present, complete, entry_bytes
+from app.engine.cache import CacheInfo, Encode, Present
 from app.engine.choice import Choice
 from app.engine.engine import Engine
 from app.engine.group import (
@@ -39,25 +34,8 @@ from app.engine.visits import STARTERS, Visit, VisitRequest, make_visit
 from app.recommender import Neighbour, Profile
 from app.store import Database
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-
 EVALUATION_DIR = "evaluation"
 SETTLE_SECONDS = 300.0
-
-
-@dataclass(frozen=True)
-class Reply(Generic[T]):
-    """What a call answered, and the HTML presented from it when that was asked for.
-
-    `body` is that HTML in the content coding asked for, when one was and the Service has
-    an `encode`.
-    """
-
-    value: T
-    html: str | None = None
-    body: bytes | None = None
 
 
 class Service:
@@ -68,11 +46,8 @@ class Service:
     ) -> None:
         self.settings = settings
         self._engine = Engine(settings)
-        self._present = present
-        self._encode = encode
         # Answers (and HTML presented from them) change only when the model does.
-        self._answers: LRUCache[Kept] = LRUCache(settings.result_cache, settings.result_cache_bytes)
-        self._slots = asyncio.Semaphore(settings.compute_threads)
+        self._answering = Answering(settings, present, encode)
         self._nights = Nights(settings, Database.from_settings(settings), self)
         # Profiles share the nights' database, which the nights start and stop.
         self._profiles = Profiles(settings, self._nights.database, self)
@@ -136,7 +111,7 @@ class Service:
 
     def cache_info(self) -> CacheInfo:
         """The answer cache's size and hit counts."""
-        return self._answers.info()
+        return self._answering.info()
 
     async def recommend(
         self,
@@ -161,7 +136,7 @@ class Service:
         def answer() -> Recommendations:
             return _answer(choice, choice.model.profile_of(user_id), user_id, n, k, filters)
 
-        return await self._cached(key, answer, presented, coding)
+        return await self._answering.cached(key, answer, presented, coding)
 
     async def recommend_for_ratings(
         self,
@@ -178,7 +153,7 @@ class Service:
         an unknown film, a value off the half-star scale, a repeat or too many.
         """
         choice = self._engine.choose_for_visitor(algorithm, len(pairs))
-        return await self._off_loop(self._for_ratings, choice, pairs, n, k, filters)
+        return await self._answering.off_loop(self._for_ratings, choice, pairs, n, k, filters)
 
     async def recommend_for_group(
         self,
@@ -196,7 +171,7 @@ class Service:
         chosen = group_strategy(strategy)
         model = self._engine.model
         availability = {status.name: status for status in self._engine.algorithms()}
-        return await self._off_loop(
+        return await self._answering.off_loop(
             recommend_group, model, availability, members, n, chosen, exclude
         )
 
@@ -217,29 +192,29 @@ class Service:
             visit = self._visit(asked)
             return Reply(visit, render(visit) if render else None)
 
-        return await self._off_loop(work)
+        return await self._answering.off_loop(work)
 
     async def similar_users(self, user_id: int, k: int = DEFAULT_K) -> list[Neighbour]:
         """The k users most similar to a known user."""
-        return await self._off_loop(self._engine.model.similar_users, user_id, k)
+        return await self._answering.off_loop(self._engine.model.similar_users, user_id, k)
 
     async def search_movies(self, query: str, limit: int) -> list[Movie]:
         """Films whose title matches the words typed, best first; the starters if none."""
         model = self._engine.model
         if not query:
-            return await self._off_loop(model.starter_movies, STARTERS)
-        return await self._off_loop(model.search_movies, query, limit)
+            return await self._answering.off_loop(model.starter_movies, STARTERS)
+        return await self._answering.off_loop(model.search_movies, query, limit)
 
     async def check_ratings(self, pairs: Sequence[tuple[int, float]]) -> Ratings:
         """Validate ratings against the catalogue without recommending (InvalidRatings)."""
-        return await self._off_loop(self._engine.model.check_ratings, pairs)
+        return await self._answering.off_loop(self._engine.model.check_ratings, pairs)
 
     async def import_ratings(self, data: bytes) -> ImportResult:
         """A rating export (IMDb, Letterboxd, MovieLens) matched to the catalogue; keeps nothing.
 
         InvalidImport, naming the row and column, for a file it cannot read.
         """
-        return await self._off_loop(import_ratings, self._engine.model, data)
+        return await self._answering.off_loop(import_ratings, self._engine.model, data)
 
     async def evaluation(self) -> tuple[dict[str, Any], bool] | None:
         """The latest offline evaluation and whether it ran on this server's data."""
@@ -267,49 +242,16 @@ class Service:
         # A visitor policy's pick comes with its own neighbourhood size.
         k = k if choice.k is None else choice.k
         key = ("ratings", self._key(choice, ratings, n, k, filters))
-        kept = self._answers.get(key)
-        metrics.answer_cache(kept is not None)
-        if kept is None:
-            answer = _answer(choice, choice.model.profile_for(ratings), None, n, k, filters)
-            kept = Kept(answer)
-            if self._answers.keeps:
-                self._answers.put(key, kept, entry_bytes(key, kept))
-        return kept.value, ratings
+
+        def answer() -> Recommendations:
+            return _answer(choice, choice.model.profile_for(ratings), None, n, k, filters)
+
+        return self._answering.kept_or_made(key, answer), ratings
 
     def _key(self, choice: Choice, who: Hashable, n: int, k: int, filters: Filters) -> Hashable:
         # k changes nothing for algorithms without a neighbourhood: one entry for all k.
         k = k if choice.algorithm.uses_k else 0
         return (self._engine.generation, choice.algorithm.name, choice.note, who, n, k, filters)
-
-    async def _cached(
-        self,
-        key: Hashable,
-        compute: Callable[[], Recommendations],
-        presented: bool,
-        coding: str | None = None,
-    ) -> Reply[Recommendations]:
-        """The answer (its HTML, compressed) from the cache, else what is missing, in one hop."""
-        kept = self._answers.get(key)
-        metrics.answer_cache(kept is not None)
-        present = self._present if presented else None
-        encode = self._encode if present is not None and coding is not None else None
-        if kept is not None and (present is None or kept.html is not None):
-            body = kept.body(coding) if encode is not None and coding is not None else None
-            if encode is None or body is not None:
-                return Reply(kept.value, kept.html if present else None, body)
-
-        def work() -> Kept:
-            return complete(key, kept, compute, present, encode, coding, self._answers.keeps)
-
-        made = await self._off_loop(work)
-        self._answers.put(key, made, made.weight)
-        body = made.body(coding) if encode is not None and coding is not None else None
-        return Reply(made.value, made.html if present else None, body)
-
-    async def _off_loop(self, func: Callable[..., R], *args: Any) -> R:
-        """`func(*args)` in a worker thread once a compute slot is free."""
-        async with self._slots:
-            return await asyncio.to_thread(func, *args)
 
 
 def _answer(

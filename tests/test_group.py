@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import rankdata
 
 from app.config import ALL_ALGORITHMS, Settings
 from app.engine import (
@@ -52,6 +53,16 @@ def test_percentiles_rank_each_members_films_with_ties_shared() -> None:
     assert percentiles(np.array([[3.0, 1.0, 2.0], [1.0, 1.0, NO]])) == pytest.approx(
         np.array([[1.0, 0.0, 0.5], [0.75, 0.75, 0.0]])
     )
+
+
+def test_percentiles_agree_with_scipys_average_ranks() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        films = int(rng.integers(2, 60))
+        scores = rng.integers(0, 6, size=(int(rng.integers(1, 6)), films)).astype(float)
+        scores[rng.random(scores.shape) < 0.1] = NO
+        expected = (rankdata(scores, method="average", axis=1) - 1.0) / (films - 1.0)
+        assert percentiles(scores) == pytest.approx(expected)
 
 
 def test_average_and_least_misery_by_hand() -> None:

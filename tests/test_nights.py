@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from app.config import Settings
 from app.engine import InvalidRatings, Ratings, Service
+from app.engine.night_rules import highest_rated
 from app.engine.nights import (
     MAX_MEMBERS,
     MAX_NAME,
@@ -211,6 +212,58 @@ async def test_more_than_the_most_ratings_are_refused(nights: Nights) -> None:
     too_many = [(movie_id, 4.0) for movie_id in range(1, MAX_NIGHT_RATINGS + 2)]
     with pytest.raises(TooManyRatings):
         await nights.set_ratings(night.id, ana.id, token, too_many)
+
+
+async def test_a_member_joins_with_the_ratings_they_bring_or_not_at_all(nights: Nights) -> None:
+    night = await nights.create("192.0.2.1")
+    ana, token = await nights.join(night.id, "Ana", [(30, 5.0), (10, 4.5)])
+    assert ana.ratings == ((10, 4.5), (30, 5.0))
+    assert (await nights.get(night.id)).members[0].ratings == ana.ratings
+    await nights.rate(night.id, ana.id, token, 20, 2.0)  # the token is theirs
+    with pytest.raises(InvalidRatings):
+        await nights.join(night.id, "Ben", [(10, 4.0), (999, 3.0)])
+    assert [m.name for m in (await nights.get(night.id)).members] == ["Ana"]
+
+
+async def test_a_night_starts_with_its_first_member_all_at_once(nights: Nights) -> None:
+    night, ana, token = await nights.create_joined("192.0.2.1", " Ana ", [(20, 3.5)])
+    assert [(m.id, m.name, m.ratings) for m in night.members] == [(ana.id, "Ana", ((20, 3.5),))]
+    assert await nights.get(night.id) == night
+    await nights.rate(night.id, ana.id, token, 10, 4.0)
+    # A bad name or film starts nothing: the address's three starts an hour are all left.
+    with pytest.raises(InvalidName):
+        await nights.create_joined("192.0.2.9", "", [(20, 3.5)])
+    with pytest.raises(InvalidRatings):
+        await nights.create_joined("192.0.2.9", "Ben", [(999, 3.5)])
+    for _ in range(3):
+        await nights.create("192.0.2.9")
+    with pytest.raises(TooManyNights):
+        await nights.create_joined("192.0.2.9", "Ben")
+
+
+async def test_ratings_brought_replace_or_join_a_members_own(nights: Nights) -> None:
+    night = await nights.create("192.0.2.1")
+    ana, token = await nights.join(night.id, "Ana", [(10, 2.0), (20, 3.0)])
+    added = await nights.bring(night.id, ana.id, token, [(10, 4.5), (30, 5.0), (20, 3.0)], add=True)
+    # Film 10 takes the brought rating; film 20 was rated the same, so nothing changed there.
+    assert added.member.ratings == ((10, 4.5), (20, 3.0), (30, 5.0))
+    assert (added.replaced, added.left_out) == (1, 0)
+    replaced = await nights.bring(night.id, ana.id, token, [(50, 1.0)])
+    assert replaced.member.ratings == ((50, 1.0),) and replaced.replaced == 0
+    with pytest.raises(InvalidRatings):
+        await nights.bring(night.id, ana.id, token, [(999, 1.0)], add=True)
+    with pytest.raises(Forbidden):
+        await nights.bring(night.id, ana.id, "not-a-token", [(10, 1.0)], add=True)
+    assert (await nights.get(night.id)).members[0].ratings == ((50, 1.0),)
+
+
+def test_past_the_limit_the_highest_rated_are_kept_in_their_order() -> None:
+    ratings = [(1, 2.0), (2, 5.0), (3, 4.0), (4, 5.0), (5, 4.0), (6, 0.5)]
+    assert highest_rated(ratings, most=4) == ((2, 5.0), (3, 4.0), (4, 5.0), (5, 4.0))
+    assert highest_rated(ratings, most=3) == ((2, 5.0), (3, 4.0), (4, 5.0)), "ties: the earlier"
+    assert highest_rated(ratings) == tuple(ratings)
+    many = [(movie_id, 3.0) for movie_id in range(MAX_NIGHT_RATINGS + 50)]
+    assert len(highest_rated(many)) == MAX_NIGHT_RATINGS
 
 
 async def test_only_the_member_may_change_their_ratings(nights: Nights) -> None:

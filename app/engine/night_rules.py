@@ -82,6 +82,21 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def highest_rated(
+    ratings: Sequence[tuple[int, float]], most: int = MAX_NIGHT_RATINGS
+) -> tuple[tuple[int, float], ...]:
+    """At most `most` of the ratings: the highest rated, in the order they came.
+
+    What a member brings (a history, a saved profile) may hold more films than a night
+    keeps; their favourites say the most of what they would watch tonight. Of films rated
+    alike, the earlier are kept.
+    """
+    if len(ratings) <= most:
+        return tuple(ratings)
+    kept = sorted(sorted(range(len(ratings)), key=lambda i: -ratings[i][1])[:most])
+    return tuple(ratings[i] for i in kept)
+
+
 def check_name(name: str) -> str:
     """The display name without the spaces around it; InvalidName if empty, over MAX_NAME
     characters, or holding control characters (which no one can read or type)."""

@@ -5,56 +5,47 @@ names up to MAX_NAME characters, NIGHT_CREATE_LIMIT starts an hour per client ad
 member's token for each change of theirs) and keeps everything in the database through
 app.store.nights, one transaction per call. Ids and tokens are 128 random bits from
 `secrets`; only a token's SHA-256 is stored. A night lives NIGHT_TTL past its last change;
-a task started with the Service deletes the expired ones.
+a task started with the Service deletes the expired ones (app/engine/night_access.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hmac
-import logging
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.backoff import Backoff
 from app.config import Settings
 from app.engine.group import GroupRecommendations
+from app.engine.imports import join_ratings
+from app.engine.night_access import NightAccess
 from app.engine.night_rules import (
     DEFAULT_NIGHT_N,
     MAX_MEMBERS,
     MAX_NIGHT_RATINGS,
-    Forbidden,
     GroupRecommender,
     NightFull,
     NightNotFound,
-    TooManyNights,
     TooManyRatings,
     check_name,
     digest,
+    highest_rated,
     new_secret,
 )
 from app.engine.night_rules import MAX_NAME as MAX_NAME
+from app.engine.night_rules import Forbidden as Forbidden
 from app.engine.night_rules import InvalidName as InvalidName
 from app.engine.night_rules import NightError as NightError
+from app.engine.night_rules import TooManyNights as TooManyNights
 from app.engine.queries import InvalidRatings
 from app.store import Database
 from app.store import DatabaseUnavailable as DatabaseUnavailable
 from app.store import nights as stored
 from app.store.nights import StoredMember, StoredNight
 
-log = logging.getLogger(__name__)
-
-
-EXPIRE_EVERY = 300.0
-"""Seconds between sweeps for expired nights (or a tenth of NIGHT_TTL, if that is shorter)."""
-START_WAIT = 5.0
-"""Seconds a call waits for the database's first start before answering DatabaseUnavailable."""
-START_BACKOFF = Backoff(first=1.0, most=30.0)
-"""Pauses between attempts to start the database when it cannot be reached."""
+Pairs = Sequence[tuple[int, float]]
+"""Ratings as (movie id, rating) pairs."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +78,16 @@ class NightList:
     recommendations: GroupRecommendations
 
 
+@dataclass(frozen=True)
+class Brought:
+    """A member once their ratings from elsewhere are in: `replaced` films they had rated
+    took the new rating; `left_out` ratings did not fit under MAX_NIGHT_RATINGS."""
+
+    member: Member
+    replaced: int
+    left_out: int
+
+
 def _night(found: StoredNight) -> Night:
     return Night(
         id=found.id,
@@ -108,7 +109,7 @@ def _utc_now() -> datetime:
 
 
 class Nights:
-    """Movie nights kept in the database: start, join, rate, decide, expire."""
+    """Movie nights kept in the database: start, join, rate, bring ratings, decide, expire."""
 
     def __init__(
         self,
@@ -120,84 +121,95 @@ class Nights:
         self.settings = settings
         self.database = database
         self._recommender = recommender
-        self._clock = clock
-        self._ttl = timedelta(seconds=settings.night_ttl)
-        self._task: asyncio.Task[None] | None = None
-        self._first_start = asyncio.Event()
+        self._access = NightAccess(settings, database, clock)
 
     def start(self) -> None:
-        """Start the database in the background (retrying while it is unreachable), then
-        sweep expired nights every few minutes. Call on the event loop at start-up."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._keep())
+        """Start the database (retried) and the sweeps of expired nights, on the event loop."""
+        self._access.start()
 
     async def stop(self) -> None:
         """Stop the sweeps and close the database's connections."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        await self.database.stop()
+        await self._access.stop()
+
+    async def expire(self) -> int:
+        """Delete the nights past NIGHT_TTL without activity; how many went."""
+        return await self._access.expire()
 
     async def create(self, client: str) -> Night:
         """Start a night; TooManyNights past NIGHT_CREATE_LIMIT this hour from `client`."""
-        now = self._clock()
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        night_id = new_secret()
-        async with await self._transaction() as connection:
-            count = await stored.count_start(connection, digest(client), hour)
-            if count > self.settings.night_create_limit:
-                left = int((hour + timedelta(hours=1) - now).total_seconds())
-                raise TooManyNights(self.settings.night_create_limit, left)
-            await stored.insert_night(connection, night_id, now, now + self._ttl)
-        return Night(night_id, now, now + self._ttl, 1, (), (), None)
+        async with await self._access.transaction() as connection:
+            return await self._insert(connection, client)
+
+    async def create_joined(
+        self, client: str, name: str, ratings: Pairs = ()
+    ) -> tuple[Night, Member, str]:
+        """Start a night and join it as `name` with `ratings` (the highest rated, past
+        MAX_NIGHT_RATINGS), all or nothing: the night, its member and their token.
+        InvalidName, InvalidRatings, TooManyNights."""
+        name = check_name(name)
+        checked = await self._checked(highest_rated(ratings)) if ratings else ()
+        async with await self._access.transaction() as connection:
+            night = await self._insert(connection, client)
+            member, token = await self._add(connection, night.id, name, checked)
+            found = await stored.load(connection, night.id, self._access.clock())
+        assert found is not None
+        return _night(found), member, token
 
     async def get(self, night_id: str) -> Night:
         """The night as it is now; NightNotFound if unknown or expired."""
-        async with await self._transaction(reading=True) as connection:
-            found = await stored.load(connection, night_id, self._clock())
+        async with await self._access.transaction(reading=True) as connection:
+            found = await stored.load(connection, night_id, self._access.clock())
         if found is None:
             raise NightNotFound()
         return _night(found)
 
     async def version(self, night_id: str) -> int:
         """The night's version alone (cheap, for pages that poll for changes)."""
-        async with await self._transaction(reading=True) as connection:
-            found = await stored.version(connection, night_id, self._clock())
+        async with await self._access.transaction(reading=True) as connection:
+            found = await stored.version(connection, night_id, self._access.clock())
         if found is None:
             raise NightNotFound()
         return found
 
-    async def join(self, night_id: str, name: str) -> tuple[Member, str]:
-        """Add a member; their Member and the bearer token for their changes.
-
-        NightFull with MAX_MEMBERS members already, InvalidName for a bad name.
-        """
+    async def join(self, night_id: str, name: str, ratings: Pairs = ()) -> tuple[Member, str]:
+        """Add a member with the `ratings` they bring, if any (the highest rated, past
+        MAX_NIGHT_RATINGS), in one transaction; their Member and the bearer token for their
+        changes. NightFull with MAX_MEMBERS members already, InvalidName, InvalidRatings."""
         name = check_name(name)
-        member_id, token = new_secret(), new_secret()
-        async with await self._transaction() as connection:
-            now = await self._touch(connection, night_id)
-            if await stored.member_count(connection, night_id) >= MAX_MEMBERS:
-                raise NightFull()
-            await stored.add_member(connection, night_id, member_id, name, digest(token), now)
-        return Member(member_id, name, ()), token
+        checked = await self._checked(highest_rated(ratings)) if ratings else ()
+        async with await self._access.transaction() as connection:
+            return await self._add(connection, night_id, name, checked)
 
     async def set_ratings(
-        self,
-        night_id: str,
-        member_id: str,
-        token: str,
-        ratings: Sequence[tuple[int, float]],
+        self, night_id: str, member_id: str, token: str, ratings: Pairs
     ) -> Member:
         """Replace the member's ratings. Forbidden, InvalidRatings or TooManyRatings."""
         await self.check_member(night_id, member_id, token)
         if len(ratings) > MAX_NIGHT_RATINGS:
             raise TooManyRatings()
-        checked = (await self._recommender.check_ratings(ratings)).pairs()
-        async with await self._transaction() as connection:
-            await self._authorised(connection, night_id, member_id, token)
+        checked = await self._checked(ratings)
+        async with await self._access.transaction() as connection:
+            await self._access.authorised(connection, night_id, member_id, token)
             await stored.replace_ratings(connection, member_id, checked)
             return _member(await stored.member(connection, member_id))
+
+    async def bring(
+        self, night_id: str, member_id: str, token: str, ratings: Pairs, *, add: bool = False
+    ) -> Brought:
+        """Ratings from elsewhere (a MovieLens user, a link, a saved profile, an export)
+        replace the member's, or with `add` join them, winning where both rate a film; past
+        MAX_NIGHT_RATINGS the highest rated are kept. Forbidden, InvalidRatings."""
+        await self.check_member(night_id, member_id, token)
+        checked = await self._checked(ratings if add else highest_rated(ratings))
+        async with await self._access.transaction() as connection:
+            await self._access.authorised(connection, night_id, member_id, token)
+            mine = (await stored.member(connection, member_id)).ratings if add else ()
+            joined = join_ratings(mine, checked)
+            kept = highest_rated(joined.pairs)
+            await stored.replace_ratings(connection, member_id, kept)
+            member = _member(await stored.member(connection, member_id))
+        left_out = len(joined.pairs) - len(kept) + len(ratings) - len(checked)
+        return Brought(member, len(joined.replaced), left_out)
 
     async def rate(
         self, night_id: str, member_id: str, token: str, movie_id: int, rating: float | None
@@ -206,8 +218,8 @@ class Nights:
         if rating is not None:
             await self.check_member(night_id, member_id, token)
             await self._recommender.check_ratings([(movie_id, rating)])
-        async with await self._transaction() as connection:
-            await self._authorised(connection, night_id, member_id, token)
+        async with await self._access.transaction() as connection:
+            await self._access.authorised(connection, night_id, member_id, token)
             await stored.set_rating(connection, member_id, movie_id, rating)
             if await stored.rating_count(connection, member_id) > MAX_NIGHT_RATINGS:
                 raise TooManyRatings()
@@ -215,16 +227,16 @@ class Nights:
 
     async def leave(self, night_id: str, member_id: str, token: str) -> None:
         """Remove the member and their ratings from the night. Forbidden."""
-        async with await self._transaction() as connection:
-            await self._authorised(connection, night_id, member_id, token)
+        async with await self._access.transaction() as connection:
+            await self._access.authorised(connection, night_id, member_id, token)
             await stored.remove_member(connection, member_id)
 
     async def set_aside(self, night_id: str, member_id: str, token: str, movie_id: int) -> Night:
         """Set a film aside for everyone ("not tonight"). Forbidden, InvalidRatings."""
         await self.check_member(night_id, member_id, token)
         await self._check_film(movie_id)
-        async with await self._transaction() as connection:
-            now = await self._authorised(connection, night_id, member_id, token)
+        async with await self._access.transaction() as connection:
+            now = await self._access.authorised(connection, night_id, member_id, token)
             await stored.add_set_aside(connection, night_id, movie_id, now)
             found = await stored.load(connection, night_id, now)
         assert found is not None
@@ -235,8 +247,8 @@ class Nights:
         if movie_id is not None:
             await self.check_member(night_id, member_id, token)
             await self._check_film(movie_id)
-        async with await self._transaction() as connection:
-            now = await self._authorised(connection, night_id, member_id, token)
+        async with await self._access.transaction() as connection:
+            now = await self._access.authorised(connection, night_id, member_id, token)
             await stored.set_pick(connection, night_id, movie_id)
             found = await stored.load(connection, night_id, now)
         assert found is not None
@@ -256,85 +268,38 @@ class Nights:
         )
         return NightList(night, chosen)
 
-    async def expire(self) -> int:
-        """Delete the nights past NIGHT_TTL without activity; how many went."""
-        now = self._clock()
-        async with await self._transaction() as connection:
-            gone = await stored.delete_expired(connection, now)
-            await stored.forget_starts(connection, now - timedelta(hours=1))
-        if gone:
-            log.info("Deleted %d movie night(s) idle for NIGHT_TTL", gone)
-        return gone
-
-    async def _transaction(
-        self, reading: bool = False
-    ) -> AbstractAsyncContextManager[AsyncConnection]:
-        """The database's next transaction, once it has started (briefly waited for)."""
-        if not self.database.started and self._task is not None:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._first_start.wait(), START_WAIT)
-        return self.database.transaction(reading=reading)
-
-    async def _touch(self, connection: AsyncConnection, night_id: str) -> datetime:
-        """Mark a change to the night (version and expiry); its time. NightNotFound."""
-        now = self._clock()
-        if not await stored.touch(connection, night_id, now, now + self._ttl):
-            raise NightNotFound()
-        return now
-
-    async def _authorised(
-        self, connection: AsyncConnection, night_id: str, member_id: str, token: str
-    ) -> datetime:
-        """_touch(), then Forbidden unless `token` is the member's own."""
-        now = await self._touch(connection, night_id)
-        expected = await stored.token_of(connection, night_id, member_id)
-        # Compared in constant time: how long it takes tells nothing of the stored digest.
-        if expected is None or not hmac.compare_digest(expected, digest(token)):
-            raise Forbidden()
-        return now
-
     async def check_member(self, night_id: str, member_id: str, token: str) -> None:
         """NightNotFound or Forbidden unless `token` is this member's, changing nothing.
+        Every change checks this first, so that it is refused as such whatever it carries
+        (callers may check before reading that); the change checks again as it is made."""
+        await self._access.check_member(night_id, member_id, token)
 
-        Every change checks this first, so that a change to an unknown night or by the wrong
-        member is refused as such whatever it carries (and callers may check before reading
-        what it carries); the change itself checks again, in its own transaction.
-        """
-        async with await self._transaction(reading=True) as connection:
-            if await stored.version(connection, night_id, self._clock()) is None:
-                raise NightNotFound()
-            expected = await stored.token_of(connection, night_id, member_id)
-        if expected is None or not hmac.compare_digest(expected, digest(token)):
-            raise Forbidden()
+    async def _insert(self, connection: AsyncConnection, client: str) -> Night:
+        """A new night, counted against `client`'s starts this hour (TooManyNights)."""
+        now = await self._access.count_start(connection, client)
+        night_id, expires = new_secret(), now + self._access.ttl
+        await stored.insert_night(connection, night_id, now, expires)
+        return Night(night_id, now, expires, 1, (), (), None)
+
+    async def _add(
+        self, connection: AsyncConnection, night_id: str, name: str, checked: Pairs
+    ) -> tuple[Member, str]:
+        """A new member of the night with their (checked) ratings, and their token. NightFull."""
+        now = await self._access.touch(connection, night_id)
+        if await stored.member_count(connection, night_id) >= MAX_MEMBERS:
+            raise NightFull()
+        member_id, token = new_secret(), new_secret()
+        await stored.add_member(connection, night_id, member_id, name, digest(token), now)
+        if not checked:
+            return Member(member_id, name, ()), token
+        await stored.replace_ratings(connection, member_id, checked)
+        return _member(await stored.member(connection, member_id)), token
+
+    async def _checked(self, ratings: Pairs) -> tuple[tuple[int, float], ...]:
+        return tuple((await self._recommender.check_ratings(ratings)).pairs())
 
     async def _check_film(self, movie_id: int) -> None:
         try:
             await self._recommender.check_ratings([(movie_id, 5.0)])
         except InvalidRatings:
             raise InvalidRatings(f"There is no film with id {movie_id}.") from None
-
-    async def _keep(self) -> None:
-        """Start the database (retrying with backoff), then sweep expired nights forever."""
-        failures = 0
-        while True:
-            try:
-                await self.database.start()
-                break
-            except Exception as exc:
-                failures += 1
-                self._first_start.set()
-                if failures == 1 and isinstance(exc, DatabaseUnavailable):
-                    log.error("Movie nights are unavailable: %s", exc)
-                elif failures == 1:
-                    log.exception("Movie nights are unavailable: the database failed to start")
-                await asyncio.sleep(START_BACKOFF.pause(failures))
-        self._first_start.set()
-        if failures:
-            log.info("Movie nights are available again")
-        every = min(EXPIRE_EVERY, self.settings.night_ttl / 10)
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.expire()
-            except DatabaseUnavailable as exc:
-                log.warning("Could not delete expired movie nights: %s", exc)

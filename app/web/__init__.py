@@ -52,7 +52,7 @@ def install(app: Quart, service: Service, metrics_port: int = 0, access_log: boo
     app.register_blueprint(nights_api.bp)
     app.register_blueprint(nights.bp)
     app.register_blueprint(imports.bp)
-    # Imports may post 2 MiB, held in memory: POST /api/imports and /rate only.
+    # Imports may post 2 MiB, held in memory: POST /api/imports, /rate and a night's import.
     app.request_class = imports.ImportingRequest
     app.register_blueprint(profiles.bp)
     errors.register(app)

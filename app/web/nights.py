@@ -4,76 +4,79 @@ The night itself lives in the database behind `service().nights`; a member's rig
 their own ratings is a token kept in an HttpOnly cookie scoped to the night's path. Every
 member's page polls `/nights/<id>/live?v=<version>`, which answers 204 while the night is
 unchanged (one cheap read) and the group's list when it has changed, on any replica.
+A member may bring ratings (app/web/night_sources.py): an export joins theirs; a MovieLens
+user's, a /rate link's or a saved profile's replace them. A saved profile starts or joins a
+night in one step, its token in the form's body only (never in an address or the log).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from quart import Blueprint, redirect, request, url_for
+from quart import Blueprint, Response, redirect, request, url_for
 from quart.typing import ResponseReturnValue
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.sansio.response import Response as AnyResponse
 
 from app.engine import (
-    MAX_MEMBERS,
-    MAX_NAME,
     DatabaseUnavailable,
     Forbidden,
-    GroupFilm,
+    ImportResult,
+    InvalidImport,
     InvalidRatings,
     Member,
-    Movie,
-    Night,
     NightError,
     NightNotFound,
-    Nights,
     NotReady,
-    Ratings,
     TooManyNights,
     UnknownStrategy,
-    VisitRequest,
 )
+from app.web import night_views as views
 from app.web.errors import not_ready, not_ready_message, problem
-from app.web.params import (
-    InvalidInput,
-    parse_movie_id,
-    parse_rating_list,
-    parse_rating_pair,
-    parse_user_id,
-)
-from app.web.qr import qr_svg
+from app.web.imports import TOO_LARGE
+from app.web.night_sources import brought, night_named, posted_export, profile_ratings
+from app.web.night_views import COOKIE, member_of, nights
+from app.web.params import InvalidInput, parse_movie_id, parse_rating_pair
 from app.web.shared import VARY, is_fragment_request, render, service
 
 bp = Blueprint("nights", __name__)
 
-COOKIE = "night_member"
-"""The member's "<member id>:<token>"; ids and tokens are URL-safe base64, without a colon."""
 SEARCH_LIMIT = 20
 MAX_QUERY = 100
 RETRY_SECONDS = 5
 """How soon a night page that could not reach the database tries again by itself."""
-QR_LABEL = "QR code of this night's link"
 STATUS = {"NightFull": 409, "Forbidden": 403, "TooManyNights": 429}
 """Statuses of the NightErrors that are not a plain 400 (NightNotFound has its own page)."""
 
 
-def nights() -> Nights:
-    """The Service's movie nights."""
-    return service().nights
-
-
 @bp.post("/nights")
 async def start() -> ResponseReturnValue:
-    """Start a night (one click) and go to its page."""
-    night = await nights().create(request.remote_addr or "unknown")
-    return redirect(url_for("nights.night", night_id=night.id), 303)
+    """Start a night (one click) and go to its page; with a `name`, join it at once, with
+    the ratings of the saved profile whose token is `profile`, if one is given."""
+    form = await request.form
+    client = request.remote_addr or "unknown"
+    if "name" not in form and "profile" not in form:
+        night = await nights().create(client)
+        return redirect(url_for("nights.night", night_id=night.id), 303)
+    ratings = await profile_ratings(form.get("profile", ""))
+    night, member, token = await nights().create_joined(client, form.get("name", ""), ratings)
+    return _joined(night.id, member, token)
+
+
+@bp.post("/nights/join")
+async def join_by_link() -> ResponseReturnValue:
+    """Join the night a pasted link (or id) names, as `name`, with a saved profile's ratings."""
+    form = await request.form
+    night_id = night_named(form.get("night", ""))
+    ratings = await profile_ratings(form.get("profile", ""))
+    member, token = await nights().join(night_id, form.get("name", ""), ratings)
+    return _joined(night_id, member, token)
 
 
 @bp.get("/nights/<night_id>")
 async def night(night_id: str) -> ResponseReturnValue:
     """The night's page: share link and QR code, members, the group's list, your ratings."""
-    return await _page(night_id)
+    return await views.page(night_id)
 
 
 @bp.get("/nights/<night_id>/live")
@@ -81,29 +84,38 @@ async def live(night_id: str) -> ResponseReturnValue:
     """The group's list, or 204 while the night's version is still the one the page has."""
     if request.args.get("v") == str(await nights().version(night_id)):
         return "", 204, VARY
-    return await _live(night_id), 200, VARY
+    return await views.live(night_id), 200, VARY
 
 
 @bp.post("/nights/<night_id>/join")
 async def join(night_id: str) -> ResponseReturnValue:
-    """Join with a display name; the member's token goes into a cookie for this night."""
-    form = await request.form
+    """Join with a display name, and an export if one is posted (its summary is shown); the
+    member's token goes into a cookie for this night."""
+    name = ""
     try:
-        member, token = await nights().join(night_id, form.get("name", ""))
+        form = await request.form
+        name = form.get("name", "")
+        export = await posted_export(form)
+        imported = await service().import_ratings(export) if export else None
+    except RequestEntityTooLarge:
+        return await views.page(night_id, 413, join_error=TOO_LARGE, join_import_failed=True)
+    except InvalidImport as exc:
+        status = 413 if exc.too_large else 400
+        return await views.page(
+            night_id, status, join_error=exc.message, join_import_failed=True, name=name
+        )
+    try:
+        member, token = await nights().join(night_id, name, imported.ratings if imported else ())
     except NightError as exc:
         if isinstance(exc, NightNotFound):
             raise
-        return await _page(night_id, _status(exc), join_error=str(exc), name=form.get("name"))
-    response = redirect(url_for("nights.night", night_id=night_id), 303)
-    response.set_cookie(
-        COOKIE,
-        f"{member.id}:{token}",
-        max_age=int(service().settings.night_ttl),
-        path=url_for("nights.night", night_id=night_id),
-        secure=request.scheme == "https",
-        httponly=True,
-        samesite="Lax",
-    )
+        return await views.page(night_id, _status(exc), join_error=str(exc), name=name)
+    if imported is None:
+        return _joined(night_id, member, token)
+    left_out = len(imported.ratings) - len(member.ratings)
+    html, _, _ = await views.page(night_id, as_member=member, **_summary(imported, 0, left_out))
+    response = Response(html, 200, VARY)
+    _remember(response, night_id, member, token)
     return response
 
 
@@ -118,20 +130,41 @@ async def rate(night_id: str) -> ResponseReturnValue:
     else:
         movie_id, rating = parse_rating_pair(form.get("set"), "set")
         await nights().rate(night_id, member_id, token, movie_id, rating)
-    return await _changed(night_id, "partials/night_mine.html")
+    return await views.changed(night_id, "partials/night_mine.html")
 
 
 @bp.post("/nights/<night_id>/bring")
 async def bring(night_id: str) -> ResponseReturnValue:
-    """Replace your ratings with a MovieLens user's or those of a /rate link."""
+    """Replace your ratings with a MovieLens user's, a /rate link's or a saved profile's."""
     form = await request.form
     member_id, token = _credentials()
+    await nights().check_member(night_id, member_id, token)
     try:
-        pairs = await _brought(form.get("from_user", ""), form.get("link", ""))
+        pairs = await brought(form.get("from_user", ""), form.get("link", ""))
     except (InvalidInput, InvalidRatings) as exc:
-        return await _page(night_id, 400, bring_error=problem(exc).message)
-    await nights().set_ratings(night_id, member_id, token, pairs)
+        return await views.page(night_id, 400, bring_error=problem(exc).message)
+    await nights().bring(night_id, member_id, token, pairs)
     return redirect(url_for("nights.night", night_id=night_id) + "#mine-title", 303)
+
+
+@bp.post("/nights/<night_id>/import")
+async def import_history(night_id: str) -> ResponseReturnValue:
+    """Add an export's ratings (a file, or its pasted text) to yours: the import wins where
+    both rate a film. The page says what it found; a failed import changes nothing."""
+    member_id, token = _credentials()
+    # Refused as such before reading what may be 2 MiB.
+    await nights().check_member(night_id, member_id, token)
+    try:
+        export = await posted_export(await request.form)
+        if export is None:
+            raise InvalidImport("Choose your export's file, or paste its text, then Import.")
+        imported = await service().import_ratings(export)
+    except RequestEntityTooLarge:
+        return await views.page(night_id, 413, import_error=TOO_LARGE)
+    except InvalidImport as exc:
+        return await views.page(night_id, 413 if exc.too_large else 400, import_error=exc.message)
+    added = await nights().bring(night_id, member_id, token, imported.ratings, add=True)
+    return await views.page(night_id, **_summary(imported, added.replaced, added.left_out))
 
 
 @bp.post("/nights/<night_id>/leave")
@@ -155,7 +188,7 @@ async def decide(night_id: str) -> ResponseReturnValue:
         await nights().pick(night_id, member_id, token, parse_movie_id(form["pick"], "pick"))
     else:
         await nights().pick(night_id, member_id, token, None)
-    return await _changed(night_id, "partials/night_live.html")
+    return await views.changed(night_id, "partials/night_live.html")
 
 
 @bp.get("/nights/<night_id>/search")
@@ -163,7 +196,7 @@ async def search(night_id: str) -> ResponseReturnValue:
     """Films matching the words typed (the starters for none), with your stars on them."""
     query = (request.args.get("q") or "").strip()[:MAX_QUERY]
     found = await nights().get(night_id)
-    mine = _me(found)
+    mine = member_of(found)
     ratings = await service().check_ratings(mine.ratings if mine else ())
     films = await service().search_movies(query, SEARCH_LIMIT)
     html = render(
@@ -206,7 +239,7 @@ async def not_served(exc: NotReady) -> ResponseReturnValue:
 @bp.errorhandler(UnknownStrategy)
 async def refused(exc: Exception) -> ResponseReturnValue:
     """Anything else a member cannot do: the message in place (htmx) or on a page."""
-    message = exc.message if isinstance(exc, InvalidInput) else str(exc)
+    message = _message(exc)
     status = _status(exc)
     headers = {**VARY, "HX-Reswap": "none"} if is_fragment_request() else dict(VARY)
     if isinstance(exc, TooManyNights):
@@ -217,87 +250,29 @@ async def refused(exc: Exception) -> ResponseReturnValue:
     return render("error.html", code=status, title="Movie night", message=message), status, headers
 
 
-async def _page(night_id: str, status: int = 200, **extra: Any) -> ResponseReturnValue:
-    found = await nights().get(night_id)
-    mine = _me(found)
-    context = await _live_context(found)
-    if mine:
-        visit = (await service().visit(VisitRequest(ratings=mine.ratings, n=1))).value
-        context |= {"rated": visit.rated, "ratings": visit.ratings, "films": visit.starters}
-    share = url_for("nights.night", night_id=found.id, _external=True)
-    context |= {
-        "share_url": share,
-        # 24 ms of pure Python the first time: off the event loop, then kept.
-        "qr_svg": await asyncio.to_thread(qr_svg, share, QR_LABEL),
-        "query": "",
-        "list_id": "found",
-        "max_name": MAX_NAME,
-        "max_members": MAX_MEMBERS,
-        **extra,
-    }
-    return render("night.html", **context), status, VARY
+def _summary(imported: ImportResult, replaced: int, left_out: int) -> dict[str, Any]:
+    """What the page shows of an import: the partial's context."""
+    return {"imported": imported, "replaced": replaced, "left_out": left_out}
 
 
-async def _live(night_id: str) -> str:
-    return render("partials/night_live.html", **await _live_context(await nights().get(night_id)))
+def _joined(night_id: str, member: Member, token: str) -> ResponseReturnValue:
+    """To the night's page, as the member who has just joined."""
+    response = redirect(url_for("nights.night", night_id=night_id), 303)
+    _remember(response, night_id, member, token)
+    return response
 
 
-async def _live_context(found: Night) -> dict[str, Any]:
-    """What the polled part shows: the pick, the members, the group's list."""
-    chosen = await nights().recommendations(found.id)
-    listed = chosen.recommendations
-    night = chosen.night
-    picked: GroupFilm | Movie | None = next(
-        (f for f in listed.films if f.movie_id == night.picked), None
+def _remember(response: AnyResponse, night_id: str, member: Member, token: str) -> None:
+    """Keep the member's id and token in a cookie for this night's pages alone."""
+    response.set_cookie(
+        COOKIE,
+        f"{member.id}:{token}",
+        max_age=int(service().settings.night_ttl),
+        path=url_for("nights.night", night_id=night_id),
+        secure=request.scheme == "https",
+        httponly=True,
+        samesite="Lax",
     )
-    if night.picked is not None and picked is None:
-        # The pick left the list (a member rated it since): look its title up.
-        visit = (await service().visit(VisitRequest(ratings=[(night.picked, 5.0)], n=1))).value
-        picked = visit.rated[0][0] if visit.rated else None
-    raters: dict[int, list[str]] = {}
-    for member in night.members:
-        for movie_id, _ in member.ratings:
-            raters.setdefault(movie_id, []).append(member.name)
-    return {
-        "night": night,
-        "group": listed,
-        "picked": picked,
-        "me": _me(night),
-        "raters": raters,
-    }
-
-
-async def _changed(night_id: str, template: str) -> ResponseReturnValue:
-    """After a member's change: the part it changed (htmx), or back to the page."""
-    if not is_fragment_request():
-        return redirect(url_for("nights.night", night_id=night_id), 303)
-    if template.endswith("night_live.html"):
-        html = await _live(night_id)
-    else:
-        mine = _me(await nights().get(night_id))
-        pairs = mine.ratings if mine else ()
-        visit = (await service().visit(VisitRequest(ratings=pairs, n=1))).value
-        html = render(template, rated=visit.rated, night_id=night_id)
-    # The member's own page need not wait for its next poll to show the new list.
-    return html, 200, {**VARY, "HX-Trigger": "night-changed"}
-
-
-async def _brought(from_user: str, link: str) -> list[tuple[int, float]]:
-    """The ratings brought in: a MovieLens user's (their highest rated), or a /rate link's."""
-    if from_user.strip():
-        asked = VisitRequest(from_user=parse_user_id(from_user, "from_user"), n=1)
-        visit = (await service().visit(asked)).value
-        if visit.error:
-            raise InvalidInput("from_user", problem(visit.error).message)
-        return visit.ratings.pairs()
-    text = link.strip()
-    if "r=" in text or "?" in text:
-        text = (parse_qs(urlsplit(text).query).get("r") or [""])[0]
-    pairs = parse_rating_list(text)
-    if not pairs:
-        raise InvalidInput("link", "Paste a /rate link with ratings, or a MovieLens user id.")
-    checked: Ratings = await service().check_ratings(pairs)
-    return checked.pairs()
 
 
 def _credentials() -> tuple[str, str]:
@@ -308,10 +283,8 @@ def _credentials() -> tuple[str, str]:
     return member_id, token
 
 
-def _me(found: Night) -> Member | None:
-    """This browser's member of the night, if it joined (its token is checked on each change)."""
-    member_id = request.cookies.get(COOKIE, "").partition(":")[0]
-    return next((m for m in found.members if m.id == member_id), None)
+def _message(exc: Exception) -> str:
+    return exc.message if isinstance(exc, InvalidInput | InvalidImport) else str(exc)
 
 
 def _status(exc: Exception) -> int:

@@ -12,6 +12,14 @@
     const live = $("#night-live");
     if (live) lastAnnounced = live.dataset.announce || "";
     document.querySelectorAll("[data-copy]").forEach((button) => button.removeAttribute("hidden"));
+    // A page that answers a form (an import, a join, a refusal) is the night's page: its
+    // address says so, and a reload shows the night rather than posting the form again.
+    const layout = $(".night-layout");
+    const here = layout && layout.dataset.nightUrl;
+    if (here && location.pathname !== here) history.replaceState(null, "", here);
+    // What an import found is where the member looks next (autofocus may not have moved there).
+    const imported = $("#night-imported");
+    if (imported && document.activeElement !== imported) imported.focus();
   });
 
   document.addEventListener("click", function (event) {

@@ -9,6 +9,7 @@ logged either: the access log has the path, and errors quote one cell at most.
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from quart import Blueprint, Request, Response, jsonify, request
@@ -24,8 +25,9 @@ bp = Blueprint("imports", __name__, url_prefix="/api")
 
 IMPORT_BODY_BYTES = MAX_IMPORT_BYTES + 64 * 1024
 """A request carrying an import may be this large: the file and a multipart form's framing."""
-IMPORT_PATHS = frozenset({"/api/imports", "/rate"})
-"""Where a POST may carry an import, and so a body larger than the app's MAX_CONTENT_LENGTH."""
+IMPORT_PATHS = re.compile(r"/api/imports|/rate|/me/[^/]+")
+"""Where a POST may carry an import, and so a body larger than the app's MAX_CONTENT_LENGTH
+(/me/<token>: a saved profile's page)."""
 CSV_TYPES = frozenset({"text/csv", "text/plain", "text/tab-separated-values", "application/csv"})
 MIB = 1024 * 1024
 TOO_LARGE = f"The file is over {MAX_IMPORT_BYTES // MIB} MiB; an export of 20,000 ratings is 2 MB."
@@ -36,7 +38,7 @@ class ImportingRequest(Request):
     in memory rather than in temporary files."""
 
     def __init__(self, method: str, scheme: str, path: str, *args: Any, **kwargs: Any) -> None:
-        importing = method == "POST" and path in IMPORT_PATHS
+        importing = method == "POST" and IMPORT_PATHS.fullmatch(path) is not None
         if importing:
             kwargs["max_content_length"] = IMPORT_BODY_BYTES
         super().__init__(method, scheme, path, *args, **kwargs)

@@ -61,7 +61,7 @@ def test_a_saved_profile_is_rated_on_its_page_and_forgotten(
     assert page.evaluate("window.notReloaded === true"), "the list changed in place"
     assert page.url == private_link
     assert page.locator("#mine-30-10").is_checked()
-    assert "3 ratings kept" in page.locator("#visitor-status").inner_text()
+    assert "3 ratings saved" in page.locator("#visitor-status").inner_text()
     # A new search shows the stars stored, though the page never sends its ratings.
     _search(page, "Toy Story", 10)
     page.wait_for_function("document.getElementById('found-10-8').checked")

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests import live
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, one, parse, text_of
 from tests.postgres import Postgres
 from tests.test_readonly_data import PROBE_WROTE, unshare_command
 
@@ -206,6 +207,53 @@ def test_a_database_folder_that_cannot_exist_is_503_and_the_rest_works(
         assert_the_rest_works(server)
     printed = server.output()
     assert "Movie nights are unavailable" in printed and "Traceback" not in printed
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *_: Any, **__: Any) -> None:
+        return None
+
+
+def post_form(url: str, fields: dict[str, str]) -> live.Answer:
+    """A form POSTed; its answer as sent (a redirect is not followed)."""
+    data = urllib.parse.urlencode(fields).encode()
+    request = urllib.request.Request(url, data=data, method="POST")
+    try:
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=10) as answer:
+            found = {k.lower(): v for k, v in answer.headers.items()}
+            return live.Answer(answer.status, found, answer.read())
+    except urllib.error.HTTPError as error:
+        found = {k.lower(): v for k, v in error.headers.items()}
+        return live.Answer(error.code, found, error.read())
+
+
+def test_saved_profiles_say_what_went_undone_while_the_database_is_gone(
+    tiny_zip: Path, tmp_path: Path
+) -> None:
+    database = tmp_path / "db" / "movienight.sqlite3"
+    with live.serving(tiny_zip, tmp_path, DATABASE_URL=f"sqlite:///{database}") as server:
+        server.wait_ready()
+        saved = post_form(server.url("/me"), {"r": "10:4.5,20:3"})
+        assert saved.status == 303, saved
+        page = saved.headers["location"]
+        assert live.get(server.url(page)).status == 200
+        for leftover in database.parent.glob("movienight.sqlite3*"):
+            leftover.unlink()
+        answers = {
+            "Not available": live.get(server.url(page)),
+            "Not saved": post_form(server.url(page), {"set": "30:4"}),
+            "Not forgotten": post_form(server.url(f"{page}/forget"), {"confirm": "yes"}),
+            "Could not save": post_form(server.url("/me"), {"r": "10:4.5"}),
+        }
+        for title, answer in answers.items():
+            assert answer.status == 503, (title, answer.status)
+            assert int(answer.headers["retry-after"]) >= 1
+            assert answer.headers["cache-control"] == "no-store"
+            heading = text_of(one(parse(answer.body.decode()), "h1"))
+            assert heading == f"503 · {title}"
+        assert_the_rest_works(server)
+        assert not database.exists()
+    assert "Traceback" not in server.output()
 
 
 @pytest.fixture

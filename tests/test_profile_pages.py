@@ -1,4 +1,7 @@
-"""The saved profile's pages: save from /rate, the private page, forget, 404, headers, log."""
+"""The saved profile's pages: save from /rate, the private page, forget, 404, headers, log.
+
+Editing a saved profile, on SQLite and PostgreSQL, is tests/test_profiles_editing.py.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import logging
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from tests.conftest import parse
+from tests.conftest import one, parse, text_of, texts
 
 
 async def _save(client: Client, ratings: str) -> str:
@@ -31,11 +34,35 @@ async def test_rate_offers_to_save_and_the_profile_page_lists_the_ratings(
     assert page.status_code == 200
     assert page.headers["Referrer-Policy"] == "no-referrer"
     assert page.headers["Cache-Control"] == "no-store"
-    items = parse(await page.get_data(as_text=True)).css("ul.profile-ratings li")
-    assert [item.text(strip=True) for item in items] == [
-        "Film 10: 4.0 stars",
-        "Film 20: 3.5 stars",
+    tree = parse(await page.get_data(as_text=True))
+    assert text_of(one(tree, "h1")) == "Your saved profile"
+    assert texts(tree, "ul[aria-label='Films you rated'] .film-title") == [
+        "Toy Story (1995)",
+        "The American President (1995)",
     ]
+    # The page is the rating page: search, settings, import, Forget me; no Save, no user.
+    assert one(tree, "#q").attributes["hx-post"] == "/rate/search"
+    assert one(tree, "#import").attributes["action"] == location
+    assert one(tree, "#rate-state").attributes["action"] == location
+    assert not tree.css("form.save-profile") and not tree.css("#from_user")
+    assert one(tree, "form[action$='/forget'] button").text(strip=True) == "Forget me"
+
+
+async def test_every_list_on_rate_can_be_saved_and_an_import_says_so(client: Client) -> None:
+    # A list too long for an address is offered too: tests/test_profiles_editing.py.
+    pairs = "10:4,20:4,30:4,40:4,50:4"
+    posted = parse(await (await client.post("/rate", form={"r": pairs})).get_data(as_text=True))
+    assert one(posted, "form.save-profile input[name=r]").attributes["value"] == pairs
+    nothing = parse(await (await client.get("/rate")).get_data(as_text=True))
+    assert not nothing.css("form.save-profile")
+    imported = await client.post(
+        "/rate", form={"import": "1", "r": "20:3", "paste": "movieId,rating\r\n30,5\r\n"}
+    )
+    page = parse(await imported.get_data(as_text=True))
+    offer = one(page, ".save-offer")
+    assert "saved behind a private link" in text_of(offer)
+    assert one(offer, "input[name=r]").attributes["value"] == "20:3,30:5"
+    assert len(page.css("form.save-profile")) == 1
 
 
 async def test_forget_me_needs_confirming_then_the_link_is_gone(
@@ -60,6 +87,10 @@ async def test_bad_ratings_are_refused_with_a_message(client: Client) -> None:
     response = await client.post("/me", form={"r": "999999:4"})
     assert response.status_code == 400
     assert "Traceback" not in await response.get_data(as_text=True)
+    too_many = ",".join(f"{film}:4" for film in range(1, 10_002))
+    response = await client.post("/me", form={"r": too_many})
+    assert response.status_code == 400
+    assert "At most 10000 ratings" in await response.get_data(as_text=True)
 
 
 async def test_the_access_log_never_shows_the_token(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from quart import Blueprint, Request, Response, jsonify, request
@@ -25,10 +26,11 @@ bp = Blueprint("imports", __name__, url_prefix="/api")
 
 IMPORT_BODY_BYTES = MAX_IMPORT_BYTES + 64 * 1024
 """A request carrying an import may be this large: the file and a multipart form's framing."""
-IMPORT_PATHS = frozenset({"/api/imports", "/rate"})
-"""Where a POST may carry an import, and so a body larger than the app's MAX_CONTENT_LENGTH."""
-NIGHT_IMPORT_PATH = re.compile(r"/nights/[A-Za-z0-9_-]{1,64}/(?:import|join)")
-"""A movie night's import, and its join form (which may bring one)."""
+IMPORT_PATHS = re.compile(
+    r"/api/imports|/rate|/me/[^/]+|/nights/[A-Za-z0-9_-]{1,64}/(?:import|join)"
+)
+"""Where a POST may carry an import, and so a body larger than the app's MAX_CONTENT_LENGTH:
+/me/<token> is a saved profile's page; a movie night's import and its join form may bring one."""
 CSV_TYPES = frozenset({"text/csv", "text/plain", "text/tab-separated-values", "application/csv"})
 MIB = 1024 * 1024
 TOO_LARGE = f"The file is over {MAX_IMPORT_BYTES // MIB} MiB; an export of 20,000 ratings is 2 MB."
@@ -39,9 +41,7 @@ class ImportingRequest(Request):
     in memory rather than in temporary files."""
 
     def __init__(self, method: str, scheme: str, path: str, *args: Any, **kwargs: Any) -> None:
-        importing = method == "POST" and (
-            path in IMPORT_PATHS or NIGHT_IMPORT_PATH.fullmatch(path) is not None
-        )
+        importing = method == "POST" and IMPORT_PATHS.fullmatch(path) is not None
         if importing:
             kwargs["max_content_length"] = IMPORT_BODY_BYTES
         super().__init__(method, scheme, path, *args, **kwargs)
@@ -95,6 +95,17 @@ async def uploaded_file(field: str = "file") -> bytes:
         "Send the export as the body with Content-Type: text/csv, "
         "or as the field 'file' of a multipart/form-data form."
     )
+
+
+async def posted_export(form: Mapping[str, str]) -> bytes | None:
+    """The export a page's form carries: the file chosen, else the text pasted; None for neither."""
+    upload = (await request.files).get("file")
+    if upload is not None and upload.filename:
+        data = upload.read()
+        if data:
+            return data if isinstance(data, bytes) else data.encode("utf-8")
+    pasted = form.get("paste", "")
+    return pasted.encode("utf-8") if pasted.strip() else None
 
 
 @bp.errorhandler(InvalidImport)

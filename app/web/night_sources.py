@@ -1,6 +1,6 @@
 """What a member brings to a movie night, read from a form: a MovieLens user's ratings, a
-/rate link's, a saved profile's (its private link, or its token from the /me page), an
-export file or its pasted text; and which night a pasted link names.
+/rate link's, a saved profile's (its private link, or its token from the /me page); and
+which night a pasted link names. (An export file or its pasted text: imports.posted_export.)
 
 A profile's token is its password: it comes in a form's body only, and no message here
 quotes it (nor any other part of what was pasted).
@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import re
 from urllib.parse import parse_qs, urlsplit
-
-from quart import request
-from werkzeug.datastructures import MultiDict
 
 from app.engine import VisitRequest
 from app.engine.profiles import ProfileNotFound
@@ -77,14 +74,3 @@ def night_named(text: str) -> str:
     if not found:
         raise InvalidInput("night", BAD_NIGHT)
     return found[1]
-
-
-async def posted_export(form: MultiDict[str, str]) -> bytes | None:
-    """The export a form carries: the file chosen, else the text pasted; None for neither."""
-    upload = (await request.files).get("file")
-    if upload is not None and upload.filename:
-        data = upload.read()
-        if data:
-            return data if isinstance(data, bytes) else data.encode("utf-8")
-    pasted = form.get("paste", "")
-    return pasted.encode("utf-8") if pasted.strip() else None

@@ -33,18 +33,16 @@ from app.engine import (
 )
 from app.web import night_views as views
 from app.web.errors import not_ready, not_ready_message, problem
-from app.web.imports import TOO_LARGE
-from app.web.night_sources import brought, night_named, posted_export, profile_ratings
+from app.web.imports import TOO_LARGE, posted_export
+from app.web.night_sources import brought, night_named, profile_ratings
 from app.web.night_views import COOKIE, member_of, nights
 from app.web.params import InvalidInput, parse_movie_id, parse_rating_pair
-from app.web.shared import VARY, is_fragment_request, render, service
+from app.web.shared import RETRY_SECONDS, VARY, is_fragment_request, render, service
 
 bp = Blueprint("nights", __name__)
 
 SEARCH_LIMIT = 20
 MAX_QUERY = 100
-RETRY_SECONDS = 5
-"""How soon a night page that could not reach the database tries again by itself."""
 STATUS = {"NightFull": 409, "Forbidden": 403, "TooManyNights": 429}
 """Statuses of the NightErrors that are not a plain 400 (NightNotFound has its own page)."""
 

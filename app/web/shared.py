@@ -14,6 +14,8 @@ LIMITS = {"n": MAX_N, "k": MAX_K, "default_n": DEFAULT_N, "default_k": DEFAULT_K
 """The list sizes the forms offer."""
 VARY = {"Vary": "HX-Request, HX-History-Restore-Request"}
 """Pages and fragments share URLs: caches must keep them apart."""
+RETRY_SECONDS = 5
+"""How soon to try again when the database cannot be reached (a 503's Retry-After)."""
 
 
 def service() -> Service:

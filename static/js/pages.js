@@ -33,13 +33,16 @@
   // hx-sync="this:queue all" sends each request after the previous answer has swapped in,
   // and hx-include="#rate-state" then reads the ratings that answer brought. So a request
   // always carries every rating made so far, whatever the timing of clicks and answers.
+  // A saved profile's page (data-method="post") sends the change alone: its ratings are
+  // stored, and the server applies the change to them.
   function send(values) {
     const v = visitor();
     if (!v || !window.htmx) return;
     // A list too long for an address (an imported history) is posted instead.
     const state = $("#rate-state input[name=r]");
     const long = state && state.value.length > Number(v.dataset.postOver || Infinity);
-    window.htmx.ajax(long ? "POST" : "GET", v.dataset.url, { source: v, values: values });
+    const post = long || v.dataset.method === "post";
+    window.htmx.ajax(post ? "POST" : "GET", v.dataset.url, { source: v, values: values });
   }
 
   function saveRating(input) {
@@ -83,12 +86,15 @@
     send({ remove: button.value });
   });
 
-  // The stars in the search results follow the ratings the server confirmed.
+  // The stars in the search results follow the ratings the server confirmed: those in the
+  // address's r on /rate, or a saved profile's, which its list names in data-rated.
   function syncFoundStars() {
-    const state = $("#rate-state input[name=r]");
-    if (!state) return;
+    const form = $("#rate-state");
+    if (!form) return;
+    const state = $("input[name=r]", form);
+    const given = state ? state.value : form.dataset.rated || "";
     const rated = new Map(
-      state.value
+      given
         .split(",")
         .filter(Boolean)
         .map((pair) => pair.split(":"))
@@ -171,6 +177,9 @@
       } else {
         placeFocusInVisitor();
       }
+    } else if (target.id === "found") {
+      // Search results come with the stars of the ratings sent, if any: bring them up to date.
+      syncFoundStars();
     } else if (target.id === "results") {
       if (summary) announce("results-status", summary.dataset.announce);
       else announce("results-status", " ");

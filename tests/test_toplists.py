@@ -21,7 +21,7 @@ from app.data.movielens import load
 from app.engine.build import build_snapshot, map_snapshot, snapshot_path
 from app.engine.estimate import estimate_fits
 from app.engine.model import Model
-from app.engine.queries import Filters
+from app.engine.queries import NO_FILTERS, Filters
 from app.engine.toplists import LENGTH, TopLists, build_toplists
 from app.recommender import EASE, Popularity, RatingMatrix, top
 from app.recommender.base import leading_rows, top_rows
@@ -131,6 +131,14 @@ def test_only_a_default_request_without_filters_and_within_the_lists_is_served_f
     ease = doctored.algorithms["ease"]
     found = doctored.recommend(ease, visitor, user_id=None, n=3, k=5)
     assert [movie.movie_id for movie in found.movies] == computed
+    # ranked_by_build says which (the Service makes those answers on the event loop).
+    known = doctored.profile_of(1)
+    assert doctored.ranked_by_build(ease, known, 3, NO_FILTERS)
+    assert not doctored.ranked_by_build(ease, known, 4, NO_FILTERS)
+    assert not doctored.ranked_by_build(ease, known, 3, recent)
+    assert not doctored.ranked_by_build(doctored.algorithms["popularity"], known, 3, NO_FILTERS)
+    assert not doctored.ranked_by_build(ease, visitor, 3, NO_FILTERS)
+    assert not tiny.ranked_by_build(ease, known, 3, NO_FILTERS)
 
 
 def test_lists_of_another_fit_are_dropped_with_it(tiny: Model) -> None:

@@ -140,14 +140,8 @@ class Model:
         A known user's list without filters comes from the build's lists when they are long
         enough; anything else is ranked here.
         """
-        lists = self.toplists.get(algorithm.name)
-        if (
-            lists is not None
-            and not filters.active
-            and profile.row is not None
-            and n <= lists.length
-            and self.algorithms.get(algorithm.name) is algorithm
-        ):
+        lists = self._lists_for(algorithm, profile, n, filters)
+        if lists is not None and profile.row is not None:
             ranking = lists.ranking(profile.row, n)
         elif filters.active:
             allowed = self.derived.allowed.get(filters)
@@ -176,6 +170,26 @@ class Model:
             k=k,
             note=note,
         )
+
+    def ranked_by_build(
+        self, algorithm: Algorithm, profile: Profile, n: int, filters: Filters
+    ) -> bool:
+        """Whether `recommend` reads this list from the build's lists rather than ranking it."""
+        return self._lists_for(algorithm, profile, n, filters) is not None
+
+    def _lists_for(
+        self, algorithm: Algorithm, profile: Profile, n: int, filters: Filters
+    ) -> TopLists | None:
+        lists = self.toplists.get(algorithm.name)
+        if (
+            lists is not None
+            and not filters.active
+            and profile.row is not None
+            and n <= lists.length
+            and self.algorithms.get(algorithm.name) is algorithm
+        ):
+            return lists
+        return None
 
     def similar_users(self, user_id: int, k: int) -> list[Neighbour]:
         """The k users most like this one (itself excluded), ties to the lower user id."""

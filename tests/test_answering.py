@@ -6,6 +6,7 @@ busy loop (app/engine/answering.py); everything else is computed off the loop.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 from app.config import Settings
@@ -42,3 +43,28 @@ async def test_a_cheap_answer_is_made_on_the_loop_and_any_other_in_a_thread(
     for cheap in (False, None):
         computed, presented = await made_in(settings, cheap)
         assert computed == presented != loop_thread
+
+
+async def test_cheap_answers_wait_their_turn_for_a_compute_slot(settings: Settings) -> None:
+    # One slot (COMPUTE_THREADS=1): a cheap answer is not made while another one is.
+    answering = Answering(settings.replace(compute_threads=1))
+    started, finish = threading.Event(), threading.Event()
+    made: list[str] = []
+
+    def slow() -> None:
+        started.set()
+        finish.wait(10)
+
+    def compute() -> Recommendations:
+        made.append("cheap")
+        return EMPTY
+
+    busy = asyncio.create_task(answering.off_loop(slow))
+    assert await asyncio.to_thread(started.wait, 10)
+    cheap = asyncio.create_task(answering.cached("key", compute, False, None, lambda: True))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert made == [] and not cheap.done()
+    finish.set()
+    await busy
+    assert (await cheap).value is EMPTY and made == ["cheap"]

@@ -5,15 +5,16 @@ Usage: python bench/fragment_costs.py [SOURCE] [--users 610] [--n 10] [--data-di
 Builds (or reuses, with --data-dir) the snapshot of SOURCE (default ../shared/data/
 ml-latest-small.zip), then for each known user, one at a time and in this thread, times the
 steps of `GET /?user_id=U&n=N&k=5` with `HX-Request: true` when the answer cache is off:
-the ranking (the default algorithm's `rank`), the answer's reasons, titles and figures
-(`assemble`), the HTML (the results partial, as the Service's `present` makes it) and its
-Brotli and gzip compression at the per-request settings (quality 1, level 1) and at the kept
-ones (quality 4, level 6); and, for the API's answer instead, its JSON. Times are this
-thread's CPU time (time.thread_time), which other load on the machine moves less than the
-clock. What Quart and Hypercorn add per request is what bench/http_load.py measures: the
-cached fragment's CPU time against a bare Quart app's. Also writes a cProfile of the whole
-loop sorted by own time to --profile, if given. BLAS is pinned to one thread, as the server
-pins it.
+the ranking (the default algorithm's `rank`; and reading the same list from the build's
+lists, as a known user's default request does when the snapshot has them), the answer's
+reasons, titles and figures (`assemble`), the HTML (the results partial, as the Service's
+`present` makes it) and its Brotli and gzip compression at the per-request settings (quality
+1, level 1) and at the kept ones (quality 4, level 6); and, for the API's answer instead, its
+JSON. Times are this thread's CPU time (time.thread_time), which other load on the machine
+moves less than the clock. What Quart and Hypercorn add per request is what
+bench/http_load.py measures: the cached fragment's CPU time against a bare Quart app's. Also
+writes a cProfile of the whole loop sorted by own time to --profile, if given. BLAS is pinned
+to one thread, as the server pins it.
 """
 
 from __future__ import annotations
@@ -71,10 +72,12 @@ async def measure(options: argparse.Namespace, data_dir: Path) -> None:
         await service.settled()
         model, algorithm = _default(service)
         users = [u for u in range(1, options.users + 1)]
+        lists = model.toplists.get(algorithm.name)
         steps: dict[str, list[float]] = {
             name: []
             for name in (
                 "rank",
+                "list read",
                 "assemble",
                 "render",
                 "brotli q1",
@@ -94,6 +97,8 @@ async def measure(options: argparse.Namespace, data_dir: Path) -> None:
                         profiler.enable()
                     profile = model.profile_of(user_id)
                     ranking = _timed(steps["rank"], algorithm.rank, profile, options.n, 5)
+                    if lists is not None:
+                        _timed(steps["list read"], lists.ranking, profile.row, options.n)
                     answer = _timed(
                         steps["assemble"],
                         _assemble,
@@ -124,12 +129,16 @@ async def measure(options: argparse.Namespace, data_dir: Path) -> None:
         print("| step | mean CPU ms | p50 | p99 |")
         print("|---|---|---|---|")
         for name, times in steps.items():
+            if not times:
+                continue
             p99 = statistics.quantiles(times, n=100)[98]
             print(
                 f"| {name} | {statistics.mean(times):.3f} | {statistics.median(times):.3f} "
                 f"| {p99:.3f} |"
             )
-        fragment = ("rank", "assemble", "render", "brotli q1")
+        # A known user's default list is read from the build's lists when the snapshot has them.
+        first = "list read" if steps["list read"] else "rank"
+        fragment = (first, "assemble", "render", "brotli q1")
         total = sum(statistics.mean(steps[name]) for name in fragment)
         print(
             f"| the fragment, compressed per request ({' + '.join(fragment)}) | {total:.3f} | | |"

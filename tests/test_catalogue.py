@@ -28,6 +28,15 @@ def test_films_are_found_by_id_in_any_order() -> None:
     assert films.get(7) is None and films.get(10**6) is None and films.get(0) is None
 
 
+def test_many_films_are_found_at_once_as_one_at_a_time() -> None:
+    films = catalogue()
+    asked = [10**6, 50, 7, 4973, 50, 0, 6]
+    found = films.get_many(asked)
+    assert found == {i: films.get(i) for i in asked if films.get(i) is not None}
+    assert sorted(found) == [6, 50, 4973]
+    assert films.get_many([]) == {} and films.get_many([10**7]) == {}
+
+
 def test_arrays_round_trip() -> None:
     films = catalogue()
     again = Catalogue.from_arrays(films.to_arrays())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -100,6 +100,20 @@ class Catalogue:
         """The film with this id, or None if the catalogue does not list it."""
         position = self.position(movie_id)
         return None if position is None else self.at(position)
+
+    def get_many(self, movie_ids: Sequence[int]) -> dict[int, Movie]:
+        """The films with these ids that the catalogue lists, by id (one search for all)."""
+        wanted = np.unique(np.asarray(movie_ids, dtype=np.int64))
+        positions = self.movie_ids.searchsorted(wanted)
+        inside = positions < len(self.movie_ids)
+        found = np.zeros(len(wanted), dtype=bool)
+        found[inside] = self.movie_ids[positions[inside]] == wanted[inside]
+        return {
+            movie_id: self.at(position)
+            for movie_id, position in zip(
+                wanted[found].tolist(), positions[found].tolist(), strict=True
+            )
+        }
 
     def position(self, movie_id: int) -> int | None:
         """Where the film is in id order, or None."""

@@ -96,16 +96,33 @@ def assemble(
     reasons = algorithm.explain(profile, ranking, limit=REASONS_PER_FILM)
     # Only user-based rankings have neighbours to count.
     rated_by = neighbours_rated(matrix, ranking) if len(ranking.neighbours) else None
+    # Python values for the whole list at once, and the films shown or named in a reason
+    # found in one search: a NumPy scalar read or a search per film cost more.
+    columns = ranking.items
+    movie_ids = matrix.item_ids[columns].tolist()
+    named = [r.id for film in reasons for r in film if r.kind == "movie"]
+    films = catalogue.get_many(movie_ids + named)
     movies = tuple(
         _movie_result(
-            matrix,
-            catalogue,
-            int(column),
-            float(score),
+            movie_id,
+            films.get(movie_id),
+            score,
             None if rated_by is None else int(rated_by[position]),
-            reasons[position] if position < len(reasons) else [],
+            mean,
+            count,
+            [_because(films, reason) for reason in reasons[position]]
+            if position < len(reasons)
+            else [],
         )
-        for position, (column, score) in enumerate(zip(ranking.items, ranking.scores, strict=True))
+        for position, (movie_id, score, mean, count) in enumerate(
+            zip(
+                movie_ids,
+                ranking.scores.tolist(),
+                matrix.item_mean[columns].tolist(),
+                matrix.item_count[columns].tolist(),
+                strict=True,
+            )
+        )
     )
     neighbours = tuple(
         Neighbour(int(matrix.user_ids[row]), float(similarity))
@@ -132,17 +149,16 @@ def assemble(
 
 
 def _movie_result(
-    matrix: RatingMatrix,
-    catalogue: Catalogue,
-    column: int,
+    movie_id: int,
+    movie: Movie | None,
     score: float,
     rated_by: int | None,
-    reasons: list[Reason],
+    mean: float,
+    count: int,
+    reasons: list[Because],
 ) -> MovieResult:
-    movie_id = int(matrix.item_ids[column])
     # A rated movie missing from the movies file still gets a row, under its id.
-    movie = catalogue.get(movie_id) or Movie(movie_id, f"Movie {movie_id}", None, ())
-    mean = float(matrix.item_mean[column])
+    movie = movie or Movie(movie_id, f"Movie {movie_id}", None, ())
     return MovieResult(
         movie_id=movie_id,
         title=movie.title,
@@ -151,16 +167,16 @@ def _movie_result(
         score=score,
         neighbours_rated=rated_by,
         avg_rating=None if math.isnan(mean) else mean,
-        ratings_count=int(matrix.item_count[column]),
-        reasons=tuple(_because(catalogue, reason) for reason in reasons),
+        ratings_count=int(count),
+        reasons=tuple(reasons),
         imdb_url=movie.imdb_url,
         tmdb_url=movie.tmdb_url,
     )
 
 
-def _because(catalogue: Catalogue, reason: Reason) -> Because:
+def _because(films: dict[int, Movie], reason: Reason) -> Because:
     title = None
     if reason.kind == "movie":
-        movie = catalogue.get(reason.id)
+        movie = films.get(reason.id)
         title = movie.title if movie else f"Movie {reason.id}"
     return Because(reason.kind, reason.id, title, reason.similarity, reason.rating)

@@ -225,10 +225,11 @@ class EASE:
         # Strongest first, ties to the lower film (a stable sort's order).
         strongest = leading_rows(contribution, limit)
         # Python values once for the whole table: a NumPy scalar read per reason cost more.
+        shown_columns = np.arange(len(shown))
         movie_ids = matrix.item_ids[profile.items[modelled]][strongest].tolist()
-        weights_shown = np.take_along_axis(block, strongest, axis=0).tolist()
+        weights_shown = block[strongest, shown_columns].tolist()
         ratings = profile.ratings[modelled][strongest].tolist()
-        positive = (np.take_along_axis(contribution, strongest, axis=0) > 0).tolist()
+        positive = (contribution[strongest, shown_columns] > 0).tolist()
         for column, film in enumerate(shown.tolist()):
             reasons[film] = [
                 Reason("movie", movie_ids[i][column], weights_shown[i][column], ratings[i][column])

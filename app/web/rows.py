@@ -13,6 +13,7 @@ snapshot can be served for a newer one, even while a request made before the swa
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jinja2
@@ -72,6 +73,10 @@ class FilmRows:
                 self._kept.clear()
             self._kept[key] = made
         return made
+
+    def rows(self, movies: Sequence[MovieResult]) -> list[tuple[MovieResult, FilmParts]]:
+        """Each film with its parts, for a template's loop: one lookup per film per list."""
+        return [(movie, self(movie)) for movie in movies]
 
     def __len__(self) -> int:
         return len(self._kept)

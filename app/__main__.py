@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app import logs
-from app.config import SETTINGS, ConfigError, Settings, help_text
-from app.engine import check_algorithms
+from app.config import ALL_ALGORITHMS, SETTINGS, ConfigError, Settings, help_text
 from app.serve import run as run_server
 
 COMMANDS = ("serve", "build", "evaluate")
@@ -43,7 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = {**os.environ, **flags}
     try:
         settings = Settings.from_env(environ)
-        check_algorithms(settings)
+        if settings.algorithms != ALL_ALGORITHMS:
+            # Only a list of names needs the registry: the engine is a second of imports
+            # that `serve`'s supervisor would otherwise make before its fork server makes them.
+            from app.engine import check_algorithms
+
+            check_algorithms(settings)
     except ConfigError as exc:
         parser.error(str(exc))
     if options.command == "evaluate":

@@ -114,3 +114,17 @@ def test_workers_each_listen_and_a_busy_port_is_refused(tmp_path: Path) -> None:
         done = serve_once(environ)
     assert done.returncode == 1
     assert "Cannot listen on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_serve_command_imports_neither_the_engine_nor_the_web_app() -> None:
+    # The supervisor only starts workers; its fork server imports the app once for all of
+    # them. Importing the engine here too cost about 0.8 s before the first worker listened.
+    code = (
+        "import sys, app.__main__\n"
+        "print(sorted(m for m in ('app.engine', 'app.web', 'quart', 'sqlalchemy', 'pandas')"
+        " if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from app.config import Settings
 from app.engine import InvalidRatings, Service
-from app.engine.profiles import MAX_RATINGS, ProfileNotFound, Profiles
+from app.engine.profiles import MAX_RATINGS, ProfileChanged, ProfileNotFound, Profiles
 from app.store import Database
 from app.store.schema import profile_ratings, profiles
 
@@ -83,6 +83,21 @@ async def test_update_replaces_the_ratings(kept: tuple[Profiles, Clock]) -> None
     token = await profiles_.create([(10, 4.0), (20, 2.0)])
     await profiles_.update(token, [(30, 5.0)])
     assert await profiles_.get(token) == ((30, 5.0),)
+
+
+async def test_an_update_made_from_ratings_no_longer_stored_is_refused(
+    kept: tuple[Profiles, Clock],
+) -> None:
+    profiles_, _ = kept
+    token = await profiles_.create([(10, 4.0)])
+    seen = await profiles_.get(token)
+    await profiles_.update(token, [(10, 4.0), (20, 3.0)], expected=seen)  # the first tab
+    with pytest.raises(ProfileChanged):  # the second tab, made from what it saw before
+        await profiles_.update(token, [(10, 4.0), (30, 5.0)], expected=seen)
+    assert await profiles_.get(token) == ((10, 4.0), (20, 3.0))
+    now = await profiles_.get(token)
+    await profiles_.update(token, [*now, (30, 5.0)], expected=now)
+    assert await profiles_.get(token) == ((10, 4.0), (20, 3.0), (30, 5.0))
 
 
 async def test_bad_ratings_and_unknown_tokens_are_refused(kept: tuple[Profiles, Clock]) -> None:

@@ -8,6 +8,7 @@ GET /me/<token>/export, the profile's own download.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import random
@@ -321,3 +322,15 @@ async def test_a_profile_of_max_ratings_saves_opens_and_changes(big_client: Clie
     alert = text_of(one(parse(await imported.get_data(as_text=True)), "[role=alert]"))
     assert alert.startswith("Nothing was imported: with it the profile would hold 10,001")
     assert await stored(big_client, location) == after
+
+
+async def test_changes_made_at_the_same_moment_are_all_kept(client: Client) -> None:
+    # Each change reads the ratings stored, makes the list and writes the result: two made at
+    # once both read the same ratings, and the later write would drop the earlier's film.
+    location = await save(client, "10:4")
+    films = (20, 30, 40, 50, 60)
+    answers = await asyncio.gather(
+        *(change(client, location, {"set": f"{film}:3.5"}) for film in films)
+    )
+    assert [answer.status_code for answer in answers] == [200] * len(films)
+    assert await stored(client, location) == {10: 4.0, **{film: 3.5 for film in films}}

@@ -25,7 +25,7 @@ from app.store import profiles as stored
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_RATINGS", "InvalidRatings", "ProfileNotFound", "Profiles"]
+__all__ = ["MAX_RATINGS", "InvalidRatings", "ProfileChanged", "ProfileNotFound", "Profiles"]
 
 
 class ProfileNotFound(LookupError):
@@ -35,6 +35,11 @@ class ProfileNotFound(LookupError):
 
     def __init__(self) -> None:
         super().__init__(self.public)
+
+
+class ProfileChanged(RuntimeError):
+    """The ratings stored are no longer those a change was made from: another change came
+    first. Read them again and make the change anew."""
 
 
 class RatingsChecker(Protocol):
@@ -100,11 +105,27 @@ class Profiles:
             await self._touch(connection, token)
             return await stored.ratings(connection, digest(token))
 
-    async def update(self, token: str, ratings: Sequence[tuple[int, float]]) -> None:
-        """Replace the profile's ratings, in one transaction. ProfileNotFound, InvalidRatings."""
+    async def update(
+        self,
+        token: str,
+        ratings: Sequence[tuple[int, float]],
+        expected: Sequence[tuple[int, float]] | None = None,
+    ) -> None:
+        """Replace the profile's ratings, in one transaction. ProfileNotFound, InvalidRatings.
+
+        With `expected` (the ratings, as `get` gave them, that the new ones were made from),
+        ProfileChanged and nothing written unless they are still the ones stored: two changes
+        made at once from the same ratings would otherwise each drop the other's.
+        """
         checked = await self._checked(ratings)
         async with await self._transaction() as connection:
+            # The touch writes the profile's row first, so a second change waits here for the
+            # first to commit (SQLite's write lock, PostgreSQL's row lock) and then reads it.
             await self._touch(connection, token)
+            if expected is not None and (
+                await stored.ratings(connection, digest(token)) != tuple(expected)
+            ):
+                raise ProfileChanged()
             await stored.replace_ratings(connection, digest(token), checked)
 
     async def forget(self, token: str) -> None:

@@ -28,7 +28,7 @@ from app.engine import (
     Visit,
     VisitRequest,
 )
-from app.engine.profiles import ProfileNotFound
+from app.engine.profiles import ProfileChanged, ProfileNotFound
 from app.web.errors import not_ready
 from app.web.imports import TOO_LARGE
 from app.web.params import InvalidInput, parse_rating_list
@@ -60,6 +60,8 @@ PRIVATE = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 """Headers of every /me answer, errors included: the link is a password."""
 CHANGES = ("set", "remove")
 """What a post to the page may change besides the settings (an import aside)."""
+CHANGE_ATTEMPTS = 10
+"""Times a change is made from the ratings stored when others keep being saved meanwhile."""
 
 
 @bp.after_app_request
@@ -84,6 +86,13 @@ def _trouble(
 async def not_found(exc: ProfileNotFound) -> ResponseReturnValue:
     """No profile behind this link: never saved, forgotten, or expired."""
     return _trouble("Not found", exc.public, 404)
+
+
+@bp.errorhandler(ProfileChanged)
+async def changed_meanwhile(exc: ProfileChanged) -> ResponseReturnValue:
+    """409: other changes kept coming in between reading the profile and saving this one."""
+    message = "The profile kept changing meanwhile (in another tab?): this change was not saved."
+    return _trouble("Not saved", message, 409)
 
 
 UNAVAILABLE_TITLES = {
@@ -118,7 +127,7 @@ async def profile(token: str) -> ResponseReturnValue:
     if not service().ready:
         return not_ready()
     stored = await service().profiles.get(token)
-    return await _answer(token, stored, _only(query_args(), SETTINGS))
+    return await _applied(token, stored, _only(query_args(), SETTINGS))
 
 
 @bp.post("/me/<token>")
@@ -138,7 +147,7 @@ async def change(token: str) -> ResponseReturnValue:
         return await _import_failed(token, stored, InvalidImport(TOO_LARGE, too_large=True))
     except InvalidImport as exc:
         return await _import_failed(token, stored, exc, args)
-    return await _answer(token, stored, _only(args, (*SETTINGS, *CHANGES)), imported)
+    return await _applied(token, stored, _only(args, (*SETTINGS, *CHANGES)), imported)
 
 
 @bp.get("/me/<token>/export")
@@ -169,6 +178,22 @@ async def _import_failed(
         return import_failed_fragment(exc)
     settings = _only(args or {}, SETTINGS)
     return await _answer(token, stored, settings, failed=exc.message, status=import_status(exc))
+
+
+async def _applied(
+    token: str,
+    stored: Sequence[tuple[int, float]],
+    args: Mapping[str, str],
+    imported: ImportResult | None = None,
+) -> ResponseReturnValue:
+    """`_answer`, made again from the ratings stored now whenever another change was saved
+    between reading them and writing the result (ProfileChanged after CHANGE_ATTEMPTS)."""
+    for _ in range(CHANGE_ATTEMPTS - 1):
+        try:
+            return await _answer(token, stored, args, imported)
+        except ProfileChanged:
+            stored = await service().profiles.get(token)
+    return await _answer(token, stored, args, imported)
 
 
 async def _answer(
@@ -218,7 +243,7 @@ async def _answer(
         shown = await show(page, form, unchanged, invalid)
     now = shown.visit.ratings.pairs()
     if invalid is None and _checked(shown.visit) and now != list(stored):
-        await service().profiles.update(token, now)
+        await service().profiles.update(token, now, expected=stored)
     if not shown.fragment:
         return shown.html, shown.status, VARY
     if shown.status != 200:

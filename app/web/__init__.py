@@ -20,6 +20,7 @@ from app.web import (
     shared,
     visitor,
 )
+from app.web.kept import KeptFragments
 from app.web.middleware import (
     SECURITY_HEADERS,
     Compress,
@@ -67,6 +68,8 @@ def install(app: Quart, service: Service, metrics_port: int = 0, access_log: boo
 
     compressed = Compress(app.asgi_app, COMPRESS_MIN_BYTES)
     app.asgi_app = SecurityHeaders(compressed)  # type: ignore[method-assign]
+    if service.cache_info().capacity > 0:  # with the answer cache off it would never find one
+        app.asgi_app = KeptFragments(app.asgi_app, service, access_log)  # type: ignore[method-assign]
     observe.install(app, metrics_port, access_log)
     # Outermost, so that the metrics port is covered too.
     app.asgi_app = RefuseUnsafeRequests(app.asgi_app)  # type: ignore[method-assign]

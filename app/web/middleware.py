@@ -45,10 +45,11 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
-_RAW_SECURITY_HEADERS = [
+RAW_SECURITY_HEADERS = [
     (name.lower().encode("latin-1"), value.encode("latin-1"))
     for name, value in SECURITY_HEADERS.items()
 ]
+"""SECURITY_HEADERS as ASGI sends them, for the layers that answer on their own."""
 BROTLI_QUALITY = 4
 """Brotli's quality 4 gets most of the gain of 11 for a few percent of its cost per answer."""
 GZIP_LEVEL = 6
@@ -131,7 +132,7 @@ class SecurityHeaders:
 
         async def send_with_headers(message: ASGISendEvent) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message["headers"], *_RAW_SECURITY_HEADERS]
+                message["headers"] = [*message["headers"], *RAW_SECURITY_HEADERS]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -190,7 +191,7 @@ def _refusal(message: str, close: bool) -> tuple[list[tuple[bytes, bytes]], byte
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
-        *_RAW_SECURITY_HEADERS,
+        *RAW_SECURITY_HEADERS,
     ]
     if close:
         headers.append((b"connection", b"close"))

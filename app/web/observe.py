@@ -45,32 +45,46 @@ def install(app: Quart, metrics_port: int = 0, access_log: bool = False) -> None
         seconds = time.perf_counter() - _started.get(time.perf_counter())
         rule = request.url_rule
         route = rule.rule if rule is not None else UNMATCHED
-        metrics.observe_request(route, request.method, response.status_code, seconds)
         rid = logs.REQUEST_ID.get()
         if rid:
             response.headers[REQUEST_ID_HEADER] = rid
-        # A saved profile's token is its password: the log shows the route in its place.
-        path = route if request.path.startswith("/me/") else request.path
         if access_log:
-            access.info(
-                "%s %s %d %.1f ms",
+            log_access(
                 request.method,
-                path,
+                request.path,
+                route,
                 response.status_code,
-                seconds * 1000,
-                extra={
-                    "method": request.method,
-                    "path": path,
-                    "route": route,
-                    "status": response.status_code,
-                    "duration_ms": round(seconds * 1000, 3),
-                    "client": request.remote_addr,
-                },
+                seconds,
+                request.remote_addr,
             )
+        metrics.observe_request(route, request.method, response.status_code, seconds)
         return response
 
     if metrics_port:
         app.asgi_app = MetricsPort(app.asgi_app, metrics_port)  # type: ignore[method-assign]
+
+
+def log_access(
+    method: str, path: str, route: str, status: int, seconds: float, client: str | None
+) -> None:
+    """The access line of one answered request."""
+    # A saved profile's token is its password: the log shows the route in its place.
+    path = route if path.startswith("/me/") else path
+    access.info(
+        "%s %s %d %.1f ms",
+        method,
+        path,
+        status,
+        seconds * 1000,
+        extra={
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "client": client,
+        },
+    )
 
 
 class MetricsPort:

@@ -153,12 +153,7 @@ class Service:
         return await self._answering.cached(key, answer, presented, coding, cheap)
 
     def kept_fragment(
-        self,
-        user_id: int,
-        n: int = DEFAULT_N,
-        k: int = DEFAULT_K,
-        algorithm: str | None = None,
-        coding: str = "br",
+        self, user_id: int, n: int, k: int, algorithm: str | None, coding: str
     ) -> bytes | None:
         """The presented answer `recommend(..., presented=True, coding=coding)` would give,
         if the answer cache holds it in `coding`; None otherwise, with nothing computed.

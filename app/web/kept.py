@@ -29,7 +29,7 @@ from hypercorn.typing import (
 )
 
 from app import logs, metrics
-from app.engine import Service
+from app.engine import NotReady, Service
 from app.web.errors import KNOWN_ERRORS
 from app.web.middleware import RAW_SECURITY_HEADERS, preferred_coding
 from app.web.observe import REQUEST_ID_HEADER, log_access
@@ -43,6 +43,8 @@ _PLAIN_QUERY = re.compile(rb"[A-Za-z0-9_=&.-]{1,200}")
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode("latin-1")
 _VARY = ENCODED_VARY["Vary"].encode("latin-1")
 _HTML = b"text/html; charset=utf-8"
+# What the route answers with an error (or the loading card): left to it.
+_DECLINED: tuple[type[Exception], ...] = (*KNOWN_ERRORS, NotReady)
 
 
 class KeptFragments:
@@ -88,7 +90,7 @@ class KeptFragments:
 
     def _kept(self, scope: HTTPScope) -> tuple[bytes, str, str | None] | None:
         """The kept body, its coding and the client's request id, if this request is one."""
-        if scope["method"] != "GET" or scope["path"] != ROUTE or not self.service.ready:
+        if scope["method"] != "GET" or scope["path"] != ROUTE:
             return None
         query = scope["query_string"]
         if not _PLAIN_QUERY.fullmatch(query):
@@ -115,6 +117,6 @@ class KeptFragments:
             body = self.service.kept_fragment(
                 asked.user_id, asked.n, asked.k, asked.algorithm, coding
             )
-        except KNOWN_ERRORS:
+        except _DECLINED:
             return None  # the route says what is wrong, as it always has
         return (body, coding, first.get(_REQUEST_ID)) if body is not None else None

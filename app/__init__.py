@@ -24,6 +24,8 @@ def create_app(settings: Settings | None = None) -> Quart:
     from app import logs, web
     from app.config import Settings
     from app.engine import Service
+    from app.web.pages import results_fragment
+    from app.web.shared import install_templates
 
     settings = settings or Settings.from_env()
     # Hypercorn workers are fresh processes: give the app's own log lines somewhere to go.
@@ -32,6 +34,9 @@ def create_app(settings: Settings | None = None) -> Quart:
         __name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static")
     )
     access_log = settings.access_log or settings.log_level == "DEBUG"
-    service = Service(settings, present=web.pages.results_fragment, encode=web.middleware.encode)
+    # The results fragment is rendered by the Service (in the thread that computes it) from
+    # the app's one template environment.
+    present = results_fragment(install_templates(app))
+    service = Service(settings, present=present, encode=web.middleware.encode)
     web.install(app, service, settings.metrics_port, access_log)
     return app

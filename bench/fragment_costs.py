@@ -68,6 +68,7 @@ async def measure(options: argparse.Namespace, data_dir: Path) -> None:
     )
     app = create_app(settings)
     service = app.extensions["service"]
+    present = pages.results_fragment(app.extensions["templates"])
     async with app.test_app():
         await service.settled()
         model, algorithm = _default(service)
@@ -109,7 +110,7 @@ async def measure(options: argparse.Namespace, data_dir: Path) -> None:
                         user_id,
                         options.n,
                     )
-                    html = _timed(steps["render"], pages.results_fragment, answer)
+                    html = _timed(steps["render"], present, answer)
                     body = html.encode()
                     for coding, kept, name in (
                         ("br", False, "brotli q1"),

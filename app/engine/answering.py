@@ -98,18 +98,6 @@ class Answering:
         body = made.body(coding) if encode is not None and coding is not None else None
         return Reply(made.value, made.html if present else None, body)
 
-    def kept_body(self, key: Hashable, coding: str) -> bytes | None:
-        """The presented answer for `key` as kept in `coding`, or None (nothing computed).
-
-        Only a hit is counted: a miss goes on to `cached`, which counts it there.
-        """
-        kept = self._answers.peek(key)
-        body = kept.body(coding) if kept is not None else None
-        if body is not None:
-            self._answers.get(key)  # marked as just used, and the hit counted
-            metrics.answer_cache(True)
-        return body
-
     def kept_or_made(
         self, key: Hashable, compute: Callable[[], Recommendations]
     ) -> Recommendations:

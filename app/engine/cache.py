@@ -146,11 +146,6 @@ class LRUCache(Generic[V]):
             self._items.move_to_end(key)
             return found[0]
 
-    def peek(self, key: Hashable) -> V | None:
-        """The value for `key`, or None, without counting or reordering anything."""
-        found = self._items.get(key)
-        return found[0] if found is not None else None
-
     def put(self, key: Hashable, value: V, weight: int = 0) -> None:
         """Store `value`, which takes about `weight` bytes with its key.
 

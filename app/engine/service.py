@@ -152,18 +152,6 @@ class Service:
 
         return await self._answering.cached(key, answer, presented, coding, cheap)
 
-    def kept_fragment(
-        self, user_id: int, n: int, k: int, algorithm: str | None, coding: str
-    ) -> bytes | None:
-        """The presented answer `recommend(..., presented=True, coding=coding)` would give,
-        if the answer cache holds it in `coding`; None otherwise, with nothing computed.
-
-        Cheap enough to ask on the event loop before anything else: a lookup under the same
-        key. The errors are `recommend`'s (UnknownAlgorithm, NotReady...).
-        """
-        choice = self._engine.choose(algorithm)
-        return self._answering.kept_body(self._key(choice, user_id, n, k, NO_FILTERS), coding)
-
     async def recommend_for_ratings(
         self,
         pairs: Sequence[tuple[int, float]],

@@ -17,10 +17,9 @@ from app.web import (
     observe,
     pages,
     profiles,
-    shared,
     visitor,
 )
-from app.web.kept import KeptFragments
+from app.web.fragments import ResultsFragments
 from app.web.middleware import (
     SECURITY_HEADERS,
     Compress,
@@ -46,7 +45,6 @@ def install(app: Quart, service: Service, metrics_port: int = 0, access_log: boo
     # For the server (app.serve), which adds them to the error answers Hypercorn makes itself.
     app.config["SECURITY_HEADERS"] = SECURITY_HEADERS
     app.extensions["service"] = service
-    shared.install_templates(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(visitor.bp)
@@ -68,8 +66,7 @@ def install(app: Quart, service: Service, metrics_port: int = 0, access_log: boo
 
     compressed = Compress(app.asgi_app, COMPRESS_MIN_BYTES)
     app.asgi_app = SecurityHeaders(compressed)  # type: ignore[method-assign]
-    if service.cache_info().capacity > 0:  # with the answer cache off it would never find one
-        app.asgi_app = KeptFragments(app.asgi_app, service, access_log)  # type: ignore[method-assign]
+    app.asgi_app = ResultsFragments(app.asgi_app, service, access_log)  # type: ignore[method-assign]
     observe.install(app, metrics_port, access_log)
     # Outermost, so that the metrics port is covered too.
     app.asgi_app = RefuseUnsafeRequests(app.asgi_app)  # type: ignore[method-assign]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import jinja2
 from quart import Blueprint, Response, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 
@@ -30,9 +31,18 @@ ENCODED_VARY = {"Vary": f"{VARY['Vary']}, Accept-Encoding"}
 """A results fragment's body depends on Accept-Encoding too (it is kept compressed)."""
 
 
-def results_fragment(results: Recommendations) -> str:
-    """The results a search swaps in: the Service's `present`, made in its worker thread."""
-    return render("partials/_results.html", results=results, error=None, fragment=True)
+def results_fragment(templates: jinja2.Environment) -> Callable[[Recommendations], str]:
+    """The Service's `present`: the results a search swaps in, rendered by `templates`.
+
+    It needs no request or app context (the template calls no url_for), so it runs in the
+    Service's worker thread and before Quart alike (app/web/fragments.py).
+    """
+
+    def present(results: Recommendations) -> str:
+        template = templates.get_template("partials/_results.html")
+        return template.render(results=results, error=None, fragment=True)
+
+    return present
 
 
 @bp.get("/")

@@ -50,7 +50,7 @@ def fragment_headers(pushed: bool) -> dict[str, str]:
     return VARY if pushed else {**VARY, "HX-Push-Url": "false"}
 
 
-def install_templates(app: Quart) -> None:
+def install_templates(app: Quart) -> jinja2.Environment:
     """The one template environment, for pages and fragments, with url_for in both.
 
     Synchronous, so that a fragment can be rendered in the same worker thread that computed
@@ -67,6 +67,7 @@ def install_templates(app: Quart) -> None:
     )
     environment.globals.update(url_for=url_for, film_parts=FilmRows(environment))
     app.extensions["templates"] = environment
+    return environment
 
 
 def render(template: str, **context: Any) -> str:

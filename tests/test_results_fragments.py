@@ -1,21 +1,24 @@
-"""A results fragment the answer cache keeps is sent before Quart, exactly as Quart sends it.
+"""The home page's results fragment is answered before Quart, exactly as Quart answers it.
 
-The first request for a fragment goes through the route, which computes and keeps it; the
-same request again is answered from the cache by `app.web.kept`. Both must give the same
-bytes and headers (but the request id), be counted and logged alike, and anything the layer
-does not look up (a query to unquote, a page, another coding) still reaches the route.
+`app.web.fragments` answers an htmx request for a known user's results itself, from the
+answer cache or computed. The route, asked the same through a query the layer leaves alone
+(a percent-encoded digit), must give the same bytes and headers (but the request id); both
+are counted and logged alike, and anything the layer does not answer (a page, an error,
+another coding) still reaches the route.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import brotli
+import pytest
 
-from app import metrics
+from app import logs, metrics
 from app.config import Settings
-from app.web.kept import ROUTE
+from app.web.fragments import ROUTE
 from app.web.observe import REQUEST_ID_HEADER
 from tests.conftest import parse, wait_until_settled
 from tests.test_compressed_once import decoded
@@ -53,7 +56,8 @@ def hits() -> float:
     )
 
 
-async def test_a_kept_fragment_is_sent_as_the_route_sends_it(client: TestClientProtocol) -> None:
+async def test_a_fragment_is_sent_as_the_route_sends_it(client: TestClientProtocol) -> None:
+    # Computed by the layer first, then found in the cache, then asked of the route.
     computed = await client.get(FRAGMENT, headers=ASKED)
     body = await computed.get_data()
     assert computed.status_code == 200
@@ -74,14 +78,14 @@ async def test_a_kept_fragment_is_sent_as_the_route_sends_it(client: TestClientP
     assert headers_but_the_id(routed) == headers_but_the_id(kept)
 
 
-async def test_a_kept_fragment_keeps_the_clients_request_id(client: TestClientProtocol) -> None:
-    await client.get(FRAGMENT, headers=ASKED)
+async def test_a_fragment_keeps_the_clients_request_id(client: TestClientProtocol) -> None:
+    computed = await client.get(FRAGMENT, headers={**ASKED, REQUEST_ID_HEADER: "trace-41"})
+    assert computed.headers[REQUEST_ID_HEADER] == "trace-41"
     kept = await client.get(FRAGMENT, headers={**ASKED, REQUEST_ID_HEADER: "trace-42"})
     assert kept.headers[REQUEST_ID_HEADER] == "trace-42"
 
 
-async def test_a_kept_fragment_is_counted_under_its_route(client: TestClientProtocol) -> None:
-    await client.get(FRAGMENT, headers=ASKED)
+async def test_a_fragment_is_counted_under_its_route(client: TestClientProtocol) -> None:
     name = "movierec_http_requests_total"
     ok = {"route": ROUTE, "method": "GET", "status": "200"}
     before = value(samples(metrics.exposition().decode()), name, **ok)
@@ -125,5 +129,27 @@ async def test_with_the_answer_cache_off_every_fragment_is_computed(
         before = hits()
         first = await client.get(FRAGMENT, headers=ASKED)
         second = await client.get(FRAGMENT, headers=ASKED)
-        assert await first.get_data() == await second.get_data()
+        routed = await client.get(QUOTED, headers=ASKED)
+        assert await first.get_data() == await second.get_data() == await routed.get_data()
+        assert headers_but_the_id(first) == headers_but_the_id(routed)
         assert hits() == before
+
+
+async def test_a_fragment_has_the_routes_access_line(
+    settings: Settings, tiny_zip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app import create_app
+
+    app = create_app(settings.replace(source=str(tiny_zip), access_log=True))
+    async with app.test_app() as test_app:
+        await wait_until_settled(app)
+        client = test_app.test_client()
+        with caplog.at_level(logging.INFO, logger=logs.ACCESS_LOGGER):
+            for path in (FRAGMENT, FRAGMENT, QUOTED):
+                assert (await client.get(path, headers=ASKED)).status_code == 200
+    lines = [
+        (r.method, r.path, r.route, r.status)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == logs.ACCESS_LOGGER
+    ]
+    assert lines == [("GET", ROUTE, ROUTE, 200)] * 3
